@@ -1,0 +1,649 @@
+"""bptt_core: the small, verified engine behind the book *Backpropagation Through Time*.
+
+The model (the book's notation, after D2L; seed 003 writes U, W, V, s_t for W_hx, W_hh, W_qh, h_t)::
+
+    a_t = W_hx x_t + W_hh h_{t-1}        pre-activation
+    h_t = φ(a_t)                         φ ∈ {"identity", "tanh"}
+    o_t = W_qh h_t                       output
+    L   = 1/(T·B) Σ_t Σ_b l(o_tb, y_tb)   mean loss over time steps and batch examples
+
+for t = 1..T, with h_0 given (zeros by default). There are no biases, as in the sources.
+Parameters are a dict ``{"W_hx": (h, d), "W_hh": (h, h), "W_qh": (q, h)}`` of float64 arrays.
+One sequence has ``xs`` of shape (T, d); a mini-batch has (T, B, d).
+
+Array index conventions: ``hs[t]`` is h_t for t = 0..T (``hs[0]`` = h_0); ``os[t-1]`` is o_t and
+``dL_dh[t-1]`` is dL/dh_t for t = 1..T. Total derivatives are written d (dL/dh_t), partial ones ∂.
+
+Only numpy is imported. Plotting and widgets live elsewhere (the chapters and ``bptt_widgets``).
+"""
+from __future__ import annotations
+
+import numbers
+import warnings
+from dataclasses import dataclass
+
+import numpy as np
+
+__all__ = [
+    "ACTIVATIONS", "LOSSES", "PARAM_NAMES", "BPTTOverflowWarning",
+    "Forward", "Gradient", "Subsequence", "Sliding", "Randomized",
+    "forward", "bptt", "loss_value", "numerical_gradient", "random_params",
+    "spectral_radius", "with_spectral_radius", "clip_by_global_norm",
+    "gradient_norms", "state_jacobian", "jacobian_norms", "connectivity",
+]
+
+ACTIVATIONS = ("identity", "tanh")
+LOSSES = ("softmax_ce", "mse")
+PARAM_NAMES = ("W_hx", "W_hh", "W_qh")
+
+
+class BPTTOverflowWarning(RuntimeWarning):
+    """Issued once per call when a value left the float64 range (the exploding regime).
+
+    Overflowed entries are reported as ±inf (+inf where inf − inf lost the sign); never NaN.
+    """
+
+
+# --------------------------------------------------------------------------------------------
+# Input checking: every message names the argument, what was expected and what came.
+# --------------------------------------------------------------------------------------------
+
+def _fail(name, expected, got):
+    raise ValueError(f"{name}: expected {expected}, got {got}")
+
+
+def _float_array(name, value):
+    """`value` as a finite float64 array, or a ValueError naming `name`."""
+    try:
+        arr = np.asarray(value, dtype=np.float64)
+    except (TypeError, ValueError):
+        _fail(name, "an array of real numbers", type(value).__name__)
+    if not _all_finite(arr):
+        _fail(name, "finite values", f"{np.size(arr) - np.isfinite(arr).sum()} non-finite entries")
+    return arr
+
+
+def _all_finite(arr):
+    """True if no entry is inf or NaN; a sum first, so that large inputs need no full-size temporary."""
+    with np.errstate(over="ignore", invalid="ignore"):
+        return bool(np.isfinite(arr.sum())) or bool(np.isfinite(arr).all())
+
+
+def _check_params(params):
+    """The three weight matrices as float64 arrays, with shapes (h, d), (h, h), (q, h)."""
+    if not isinstance(params, dict) or set(params) != set(PARAM_NAMES):
+        got = sorted(params) if isinstance(params, dict) else type(params).__name__
+        _fail("params", f"a dict with exactly the keys {list(PARAM_NAMES)}", got)
+    p = {k: _float_array(f"params['{k}']", params[k]) for k in PARAM_NAMES}
+    for k in PARAM_NAMES:
+        if p[k].ndim != 2:
+            _fail(f"params['{k}']", "a 2-D matrix", f"shape {p[k].shape}")
+    h = p["W_hh"].shape[0]
+    if p["W_hh"].shape != (h, h):
+        _fail("params['W_hh']", "a square matrix (h, h)", f"shape {p['W_hh'].shape}")
+    if p["W_hx"].shape[0] != h:
+        _fail("params['W_hx']", f"shape (h, d) with h = {h} (from W_hh)", f"shape {p['W_hx'].shape}")
+    if p["W_qh"].shape[1] != h:
+        _fail("params['W_qh']", f"shape (q, h) with h = {h} (from W_hh)", f"shape {p['W_qh'].shape}")
+    return p
+
+
+def _check_choice(name, value, choices):
+    if not isinstance(value, str) or value not in choices:
+        _fail(name, f"one of {list(choices)}", repr(value))
+    return value
+
+
+def _check_xs(xs, d):
+    xs = _float_array("xs", xs)
+    if xs.ndim not in (2, 3) or xs.shape[0] < 1 or xs.shape[-1] != d or 0 in xs.shape:
+        _fail("xs", f"shape (T, d) or (T, B, d) with T, B >= 1 and d = {d} (columns of W_hx)",
+              f"shape {xs.shape}")
+    return xs
+
+
+def _check_h0(h0, batch_shape, h):
+    """h_0 of shape `batch_shape` + (h,); zeros when None."""
+    if h0 is None:
+        return np.zeros(batch_shape + (h,))
+    h0 = _float_array("h0", h0)
+    if h0.shape != batch_shape + (h,):
+        _fail("h0", f"shape {batch_shape + (h,)} (batch shape of xs, then h)", f"shape {h0.shape}")
+    return h0
+
+
+def _check_ys(ys, loss, xs_shape, q):
+    """Integer labels in [0, q) of shape (T, [B]) for softmax_ce; targets (T, [B,] q) for mse."""
+    lead = xs_shape[:-1]
+    if loss == "mse":
+        ys = _float_array("ys", ys)
+        if ys.shape != lead + (q,):
+            _fail("ys", f"mse targets of shape {lead + (q,)} (xs's (T, [B]), then q)", f"shape {ys.shape}")
+        return ys
+    ys = np.asarray(ys)
+    if ys.dtype.kind not in "iu":
+        _fail("ys", "integer class labels (an integer dtype)", f"dtype {ys.dtype}")
+    if ys.shape != lead:
+        _fail("ys", f"labels of shape {lead} (xs's (T, [B]))", f"shape {ys.shape}")
+    if ys.size and (ys.min() < 0 or ys.max() >= q):
+        _fail("ys", f"labels in [0, {q - 1}] (q = {q} outputs)", f"labels from {ys.min()} to {ys.max()}")
+    return ys.astype(np.intp, copy=False)
+
+
+def _check_int(name, value, least):
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < least:
+        _fail(name, f"an integer >= {least}", repr(value))
+    return int(value)
+
+
+def _check_positive(name, value, upper=None):
+    ok = isinstance(value, numbers.Real) and not isinstance(value, bool) and np.isfinite(value) and value > 0
+    if not ok or (upper is not None and value > upper):
+        _fail(name, "a real number in (0, 1]" if upper == 1 else "a finite real number > 0", repr(value))
+    return float(value)
+
+
+# --------------------------------------------------------------------------------------------
+# Overflow: report it, never let it turn into NaN.
+# --------------------------------------------------------------------------------------------
+
+class _Overflow:
+    """Collects what overflowed during one call, then warns once."""
+
+    def __init__(self):
+        self.what = []
+
+    def check(self, name, arr):
+        """Replace NaN (from inf − inf or 0·inf; inputs are finite) by +inf and note overflow."""
+        if not _all_finite(arr):
+            self.what.append(name)
+            arr[np.isnan(arr)] = np.inf
+        return arr
+
+    def warn(self):
+        if self.what:
+            warnings.warn(f"float64 overflow in {', '.join(self.what)} (exploding regime); "
+                          "overflowed entries are ±inf", BPTTOverflowWarning, stacklevel=4)
+
+
+# --------------------------------------------------------------------------------------------
+# The model: forward pass and losses.
+# --------------------------------------------------------------------------------------------
+
+@dataclass
+class Forward:
+    """hs: (T+1, [B,] h) with hs[0] = h_0; os: (T, [B,] q)."""
+    hs: np.ndarray
+    os: np.ndarray
+
+
+def _phi(a, activation):
+    """h_t = φ(a_t)."""
+    return np.tanh(a) if activation == "tanh" else a
+
+
+def _dphi(hs, activation):
+    """φ'(a_t) from h_t: 1 − h_t² for tanh; None (meaning 1) for identity."""
+    if activation != "tanh":
+        return None
+    out = np.multiply(hs, hs)
+    return np.subtract(1.0, out, out=out)
+
+
+def _states(W_hx, W_hh, xs, h0, activation):
+    """h_t = φ(W_hx x_t + W_hh h_{t-1}), t = 1..T; returns hs with hs[0] = h0.
+
+    The input projection W_hx x_t is one matrix product for all t; only the recurrence loops.
+    """
+    hs = np.empty((xs.shape[0] + 1,) + h0.shape)
+    hs[0] = h0
+    np.matmul(xs, W_hx.T, out=hs[1:])
+    step = np.empty(h0.shape)
+    for t in range(1, len(hs)):
+        hs[t] += np.matmul(hs[t - 1], W_hh.T, out=step)
+        if activation == "tanh":
+            np.tanh(hs[t], out=hs[t])
+    return hs
+
+
+def forward(params, xs, h0=None, activation="tanh"):
+    """Forward pass: h_t = φ(W_hx x_t + W_hh h_{t-1}), o_t = W_qh h_t (chapter "The unrolled RNN")."""
+    p = _check_params(params)
+    xs = _check_xs(xs, p["W_hx"].shape[1])
+    activation = _check_choice("activation", activation, ACTIVATIONS)
+    h0 = _check_h0(h0, xs.shape[1:-1], p["W_hh"].shape[0])
+    over = _Overflow()
+    with np.errstate(all="ignore"):
+        hs = over.check("hidden states", _states(p["W_hx"], p["W_hh"], xs, h0, activation))
+        os = over.check("outputs", hs[1:] @ p["W_qh"].T)
+    over.warn()
+    return Forward(hs, os)
+
+
+def _softmax_ce(os, ys):
+    """l = −log ŷ[y] with ŷ = softmax(o); ∂l/∂o = ŷ − onehot(y). An infinite logit gives the limit."""
+    hi, lo = os.max(), os.min()
+    if hi - lo < 600.0:                      # one shift for all rows: exp cannot overflow or reach 0
+        z = os - hi
+    else:                                    # per-row shift; inf − inf marks a tie with an infinite max
+        z = os - os.max(axis=-1, keepdims=True)
+        z[np.isnan(z)] = 0.0
+    rows = z.reshape(-1, z.shape[-1])
+    label = (np.arange(len(rows)), ys.ravel())
+    picked = rows[label].sum()
+    np.exp(z, out=z)
+    total = z.sum(axis=-1, keepdims=True)
+    loss = float(np.log(total).sum() - picked)
+    z /= total                               # ŷ
+    rows[label] -= 1.0
+    return loss, z
+
+
+def _loss_terms(os, ys, loss):
+    """(Σ l(o_t, y_t), ∂l/∂o_t for every t): softmax_ce: −log ŷ[y], ∂l/∂o = ŷ − onehot(y);
+    mse: ½‖o − y‖², ∂l/∂o = o − y."""
+    if loss == "mse":
+        r = os - ys
+        return 0.5 * float(np.sum(r * r)), r
+    return _softmax_ce(os, ys)
+
+
+def _mean_scale(xs):
+    """1/(T·B): the factor of D2L's mean loss (B = 1 for one sequence)."""
+    return 1.0 / (xs.shape[0] * int(np.prod(xs.shape[1:-1])))
+
+
+def loss_value(params, xs, ys, *, activation="tanh", loss="softmax_ce", h0=None):
+    """L = 1/(T·B) Σ_t Σ_b l(o_tb, y_tb): the objective whose gradient `bptt` computes."""
+    fw = forward(params, xs, h0, activation)
+    loss = _check_choice("loss", loss, LOSSES)
+    ys = _check_ys(ys, loss, np.shape(xs), fw.os.shape[-1])
+    with np.errstate(all="ignore"):
+        total, _ = _loss_terms(fw.os, ys, loss)
+    return total * _mean_scale(np.asarray(xs))
+
+
+# --------------------------------------------------------------------------------------------
+# Truncation strategies: they change the backward pass only, never the forward pass.
+# --------------------------------------------------------------------------------------------
+
+class Subsequence:
+    """Regular truncation (D2L), "subsequence truncated BPTT" (seed 001).
+
+    Steps are split into chunks 1..k, k+1..2k, ...; no gradient crosses a chunk boundary: h_k, h_2k, ...
+    are constants for the chunk after them. `bptt` then works chunk by chunk, so its memory does not
+    grow with T. Its ``dL_dh[t-1]`` is the derivative of the losses of t's chunk, through that chunk only.
+    """
+
+    def __init__(self, k):
+        self.k = _check_int("k", k, 1)
+
+    def step_weights(self, T):
+        """w[t-1] multiplies the backward step h_t → h_{t-1}: 0 where t-1 ends a chunk, else 1."""
+        t = np.arange(1, T + 1)
+        return np.where((t - 1) % self.k == 0, 0.0, 1.0)
+
+    def __repr__(self):
+        return f"Subsequence(k={self.k})"
+
+
+class Sliding:
+    """k-truncated BPTT (seed 001), Williams & Peng's TBPTT(1, k).
+
+    The loss at step t back-propagates through steps t, t-1, ..., t-k+1 only (h_{t-k} is a constant
+    for it). Costs O(T·k). Its ``dL_dh[t-1]`` sums, over the losses l_s whose window holds t
+    (t <= s <= t+k-1), their derivative with respect to h_t inside that window.
+    """
+
+    def __init__(self, k):
+        self.k = _check_int("k", k, 1)
+
+    def __repr__(self):
+        return f"Sliding(k={self.k})"
+
+
+class Randomized:
+    """Randomized truncation (D2L 9.7.1.3, after Tallec & Ollivier 2017).
+
+    Every backward step h_t → h_{t-1} is multiplied by ξ_t, with P(ξ_t = 1/π) = π and P(ξ_t = 0) = 1 − π,
+    independently; E[ξ_t] = 1, so E[grads] is the full gradient. Each call of `bptt` draws new ξ from
+    `rng` (a seed or a numpy Generator). Its ``dL_dh`` holds the derivatives with these weights.
+    """
+
+    def __init__(self, pi, rng=None):
+        self.pi = _check_positive("pi", pi, upper=1)
+        if rng is not None and not isinstance(rng, (numbers.Integral, np.random.Generator)):
+            _fail("rng", "None, an integer seed or a numpy Generator", type(rng).__name__)
+        self.rng = np.random.default_rng(rng)
+
+    def step_weights(self, T):
+        """ξ_t for t = 1..T (ξ_1 multiplies the step into the constant h_0), freshly drawn."""
+        return np.where(self.rng.random(T) < self.pi, 1.0 / self.pi, 0.0)
+
+    def __repr__(self):
+        return f"Randomized(pi={self.pi})"
+
+
+def _check_truncation(truncation):
+    if truncation is not None and not isinstance(truncation, (Subsequence, Sliding, Randomized)):
+        _fail("truncation", "None, Subsequence(k), Sliding(k) or Randomized(pi)", repr(truncation))
+    return truncation
+
+
+def connectivity(truncation, T):
+    """C[s-1, t-1]: the factor with which the loss l_s sends gradient to the step that makes h_t.
+
+    Full BPTT: 1 for t <= s. Subsequence: 1 inside s's chunk. Sliding(k): 1 for s-k+1 <= t <= s.
+    Randomized: the product ξ_{t+1}···ξ_s of one fresh draw. Zero above the diagonal.
+    """
+    _check_truncation(truncation)
+    T = _check_int("T", T, 1)
+    s, t = np.indices((T, T))
+    if truncation is None:
+        return (t <= s).astype(float)
+    if isinstance(truncation, Sliding):
+        return ((t <= s) & (t > s - truncation.k)).astype(float)
+    w = truncation.step_weights(T)
+    c = np.ones((T, T))
+    for i in range(1, T):                 # edge h_{i+1} → h_i is crossed by every path s > i >= t
+        c[i:, :i] *= w[i]
+    return np.tril(c)
+
+
+# --------------------------------------------------------------------------------------------
+# The backward pass.
+# --------------------------------------------------------------------------------------------
+
+@dataclass
+class Gradient:
+    """loss: L; grads: dL/dW for W_hx, W_hh, W_qh; dL_dh: (T, [B,] h), dL_dh[t-1] = dL/dh_t
+    (see the truncation classes for what it holds when truncated; None if not kept)."""
+    loss: float
+    grads: dict
+    dL_dh: np.ndarray | None
+
+
+def _backprop_states(W_hh, dL_dh, dphi, weights):
+    """dL/dh_t = W_qhᵀ ∂L/∂o_t + w_{t+1} W_hhᵀ δ_{t+1}, δ_t = φ'(a_t) ⊙ dL/dh_t, from t = T down to 1.
+
+    `dL_dh` enters holding W_qhᵀ ∂L/∂o_t and leaves holding dL/dh_t; `dphi` (φ'(a_t), or None for 1)
+    is overwritten by δ. Returns (dL_dh, δ). w = 1 (weights None) is full BPTT.
+    """
+    delta = dL_dh if dphi is None else dphi
+    step = np.empty(dL_dh.shape[1:])
+    for t in range(len(dL_dh) - 1, -1, -1):
+        if dphi is not None:
+            np.multiply(dL_dh[t], dphi[t], out=delta[t])
+        if t:
+            np.matmul(delta[t], W_hh, out=step)
+            if weights is not None:
+                step *= weights[t]
+            dL_dh[t - 1] += step
+    return dL_dh, delta
+
+
+def _weight_grads(xs, hs, dL_do, delta):
+    """dL/dW_qh = Σ_t ∂L/∂o_t h_tᵀ, dL/dW_hx = Σ_t δ_t x_tᵀ, dL/dW_hh = Σ_t δ_t h_{t-1}ᵀ,
+    with δ_t = dL/da_t = φ'(a_t) ⊙ dL/dh_t; each sum over t (and b) is one matrix product."""
+    h, q, d = hs.shape[-1], dL_do.shape[-1], xs.shape[-1]
+    delta = delta.reshape(-1, h)
+    return {"W_hx": delta.T @ xs.reshape(-1, d),
+            "W_hh": delta.T @ hs[:-1].reshape(-1, h),
+            "W_qh": dL_do.reshape(-1, q).T @ hs[1:].reshape(-1, h)}
+
+
+def _chunk(p, xs, ys, h0, activation, loss, scale, weights):
+    """Forward then backward over one stretch of steps that starts from the constant h0.
+
+    Returns (Σ l, grads, dL/dh, last state). Full BPTT is one chunk of length T.
+    """
+    hs = _states(p["W_hx"], p["W_hh"], xs, h0, activation)
+    total, dL_do = _loss_terms(hs[1:] @ p["W_qh"].T, ys, loss)
+    dL_do *= scale                                          # ∂L/∂o_t = ∂l/∂o_t / (T·B)
+    dL_dh, delta = _backprop_states(p["W_hh"], dL_do @ p["W_qh"], _dphi(hs[1:], activation), weights)
+    return total, _weight_grads(xs, hs, dL_do, delta), dL_dh, hs[-1]
+
+
+def _sliding_states(W_hh, dL_dh, dphi, k):
+    """dL/dh_t under Sliding(k): Σ_{s=t}^{t+k-1} (∂h_s/∂h_t)ᵀ W_qhᵀ ∂L/∂o_s, one lag at a time.
+
+    `v[i]` holds the gradient reaching state i from the loss at i + lag, for all i at once (O(T·k)).
+    """
+    v = dL_dh.copy()
+    for lag in range(1, min(k, len(dL_dh))):
+        v = v[1:] if dphi is None else v[1:] * dphi[1:len(v)]
+        v = v @ W_hh
+        dL_dh[:-lag] += v
+    return dL_dh
+
+
+def _bptt_sliding(p, xs, ys, h0, activation, loss, scale, k):
+    hs = _states(p["W_hx"], p["W_hh"], xs, h0, activation)
+    total, dL_do = _loss_terms(hs[1:] @ p["W_qh"].T, ys, loss)
+    dL_do *= scale
+    dphi = _dphi(hs[1:], activation)
+    dL_dh = _sliding_states(p["W_hh"], dL_do @ p["W_qh"], dphi, k)
+    delta = dL_dh if dphi is None else dL_dh * dphi
+    return total, _weight_grads(xs, hs, dL_do, delta), dL_dh
+
+
+def _add_grads(acc, g):
+    for name in PARAM_NAMES:
+        acc[name] += g[name]
+
+
+def bptt(params, xs, ys, *, activation="tanh", loss="softmax_ce", h0=None, truncation=None,
+         keep_dL_dh=True):
+    """Loss, gradients and dL/dh_t by backpropagation through time (chapter "BPTT in detail").
+
+    dL/dh_T = W_qhᵀ ∂L/∂o_T; dL/dh_t = W_qhᵀ ∂L/∂o_t + W_hhᵀ (φ'(a_{t+1}) ⊙ dL/dh_{t+1});
+    dL/dW_hx = Σ_t δ_t x_tᵀ, dL/dW_hh = Σ_t δ_t h_{t-1}ᵀ, dL/dW_qh = Σ_t ∂L/∂o_t h_tᵀ,
+    δ_t = φ'(a_t) ⊙ dL/dh_t, and L = 1/(T·B) Σ_t Σ_b l(o_tb, y_tb).
+    `truncation`: None (full BPTT), Subsequence(k), Sliding(k) or Randomized(pi); the forward pass is
+    never truncated. `keep_dL_dh=False` drops dL/dh (so Subsequence runs in memory independent of T).
+    """
+    p = _check_params(params)
+    xs = _check_xs(xs, p["W_hx"].shape[1])
+    activation = _check_choice("activation", activation, ACTIVATIONS)
+    loss = _check_choice("loss", loss, LOSSES)
+    ys = _check_ys(ys, loss, xs.shape, p["W_qh"].shape[0])
+    h0 = _check_h0(h0, xs.shape[1:-1], p["W_hh"].shape[0])
+    truncation = _check_truncation(truncation)
+    T, scale = xs.shape[0], _mean_scale(xs)
+    with np.errstate(all="ignore"):
+        if isinstance(truncation, Sliding) and truncation.k < T:
+            total, grads, dL_dh = _bptt_sliding(p, xs, ys, h0, activation, loss, scale, truncation.k)
+        elif isinstance(truncation, Subsequence) and truncation.k < T:
+            total, grads, dL_dh = _bptt_chunks(p, xs, ys, h0, activation, loss, scale, truncation.k, keep_dL_dh)
+        else:
+            weights = truncation.step_weights(T) if isinstance(truncation, Randomized) else None
+            total, grads, dL_dh, _ = _chunk(p, xs, ys, h0, activation, loss, scale, weights)
+        result = Gradient(float(total * scale), grads, dL_dh if keep_dL_dh else None)
+        if not (np.isfinite(result.loss) and all(_all_finite(g) for g in grads.values())):
+            _report_overflow(result)
+    return result
+
+
+def _report_overflow(result):
+    """Overflow reaches the loss or the weight gradients whenever it happens anywhere (inf·0 and
+    inf − inf give NaN, never a finite number), so checking those small arrays is enough; then the
+    NaN left by inf arithmetic becomes +inf everywhere, and one BPTTOverflowWarning names what overflowed."""
+    over = _Overflow()
+    if not np.isfinite(result.loss):
+        over.what.append("the loss")
+        result.loss = np.inf
+    if result.dL_dh is not None:
+        over.check("dL/dh_t", result.dL_dh)
+    for name in PARAM_NAMES:
+        over.check(f"dL/d{name}", result.grads[name])
+    over.warn()
+
+
+def _bptt_chunks(p, xs, ys, h0, activation, loss, scale, k, keep_dL_dh):
+    """Subsequence(k): run `_chunk` on steps 1..k, k+1..2k, ...; h at a boundary is passed on as a value."""
+    grads = {name: np.zeros_like(p[name]) for name in PARAM_NAMES}
+    dL_dh = np.empty(xs.shape[:-1] + (p["W_hh"].shape[0],)) if keep_dL_dh else None
+    total, h = 0.0, h0
+    for start in range(0, xs.shape[0], k):
+        part = slice(start, start + k)
+        c_total, c_grads, c_dL_dh, h = _chunk(p, xs[part], ys[part], h, activation, loss, scale, None)
+        total += c_total
+        _add_grads(grads, c_grads)
+        if keep_dL_dh:
+            dL_dh[part] = c_dL_dh
+    return total, grads, dL_dh
+
+
+# --------------------------------------------------------------------------------------------
+# Checking by finite differences.
+# --------------------------------------------------------------------------------------------
+
+def numerical_gradient(f, params, eps=1e-6):
+    """Central differences: ∂f/∂θ_i ≈ (f(θ + ε e_i) − f(θ − ε e_i)) / (2ε), for every entry θ_i.
+
+    `f` maps `params` (a dict of arrays, or one array) to a float; the result has the same structure.
+    """
+    eps = _check_positive("eps", eps)
+    if isinstance(params, dict):
+        base = {k: _float_array(f"params['{k}']", v).copy() for k, v in params.items()}
+        return {k: _central_differences(lambda a, k=k: f({**base, k: a}), base[k], eps) for k in base}
+    return _central_differences(f, _float_array("params", params).copy(), eps)
+
+
+def _central_differences(f, x, eps):
+    grad = np.empty_like(x)
+    for i in np.ndindex(x.shape):
+        old = x[i]
+        x[i] = old + eps
+        up = f(x)
+        x[i] = old - eps
+        down = f(x)
+        x[i] = old
+        grad[i] = (up - down) / (2 * eps)
+    return grad
+
+
+# --------------------------------------------------------------------------------------------
+# Spectral radius, clipping, parameters.
+# --------------------------------------------------------------------------------------------
+
+def _check_square(name, W):
+    W = _float_array(name, W)
+    if W.ndim != 2 or W.shape[0] != W.shape[1] or W.size == 0:
+        _fail(name, "a non-empty square matrix", f"shape {W.shape}")
+    return W
+
+
+def spectral_radius(W):
+    """ρ(W) = max_i |λ_i(W)| (chapter "Eigenvalue analysis")."""
+    return float(np.abs(np.linalg.eigvals(_check_square("W", W))).max())
+
+
+def with_spectral_radius(W, rho):
+    """W · ρ / ρ(W): the same eigenvectors, eigenvalues rescaled so that max |λ| = rho."""
+    W = _check_square("W", W)
+    rho = _check_positive("rho", rho)
+    current = spectral_radius(W)
+    if current <= 1e-8 * max(np.linalg.norm(W, 2), np.finfo(float).tiny):
+        _fail("W", "a matrix with spectral radius > 0 (it is rescaled)",
+              f"spectral radius {current:.3g} (nilpotent or zero)")
+    return W * (rho / current)
+
+
+def _global_norm(grads):
+    """‖g‖ = sqrt(Σ_W ‖dL/dW‖²), computed without overflow for huge finite entries."""
+    peak = max(float(np.max(np.abs(g))) if np.size(g) else 0.0 for g in grads.values())
+    if peak == 0.0 or not np.isfinite(peak):
+        return peak
+    return peak * float(np.sqrt(sum(np.sum((g / peak) ** 2) for g in grads.values())))
+
+
+def clip_by_global_norm(grads, theta):
+    """g ← min(1, θ/‖g‖) g over all parameters together (D2L; Pascanu et al. 2013).
+
+    Returns (clipped grads, ‖g‖ before clipping). If ‖g‖ overflowed, the infinite entries share the
+    norm θ equally (their true ratios are lost) and a BPTTOverflowWarning says so.
+    """
+    theta = _check_positive("theta", theta)
+    if not isinstance(grads, dict):
+        _fail("grads", "a dict of gradient arrays", type(grads).__name__)
+    grads = {k: np.asarray(v, dtype=np.float64) for k, v in grads.items()}
+    if any(np.isnan(g).any() for g in grads.values()):
+        _fail("grads", "gradients without NaN", "NaN entries")
+    norm = _global_norm(grads)
+    if np.isinf(norm):
+        warnings.warn("clip_by_global_norm: the gradient norm overflowed; infinite entries share θ",
+                      BPTTOverflowWarning, stacklevel=2)
+        count = sum(int(np.isinf(g).sum()) for g in grads.values())
+        return {k: np.where(np.isinf(g), np.sign(g) * theta / np.sqrt(count), 0.0)
+                for k, g in grads.items()}, norm
+    factor = min(1.0, theta / norm) if norm > 0 else 1.0
+    return {k: g * factor for k, g in grads.items()}, norm
+
+
+def random_params(d, h, q, *, rho=None, seed=0):
+    """W_hx ~ N(0, 1/d), W_hh ~ N(0, 1/h) (rescaled to spectral radius `rho` if given), W_qh ~ N(0, 1/h)."""
+    d, h, q = (_check_int(n, v, 1) for n, v in (("d", d), ("h", h), ("q", q)))
+    rng = np.random.default_rng(seed)
+    W_hh = rng.normal(0.0, 1.0 / np.sqrt(h), (h, h))
+    if rho is not None:
+        W_hh = with_spectral_radius(W_hh, rho)
+    return {"W_hx": rng.normal(0.0, 1.0 / np.sqrt(d), (h, d)), "W_hh": W_hh,
+            "W_qh": rng.normal(0.0, 1.0 / np.sqrt(h), (q, h))}
+
+
+# --------------------------------------------------------------------------------------------
+# What the chapters draw: vanishing and exploding gradients.
+# --------------------------------------------------------------------------------------------
+
+def gradient_norms(params, xs, ys, **kwargs):
+    """‖dL/dh_t‖ for t = 1..T (Frobenius over batch and hidden units); kwargs go to `bptt`."""
+    dL_dh = bptt(params, xs, ys, **kwargs).dL_dh
+    with np.errstate(over="ignore"):
+        return np.sqrt(np.sum(dL_dh.reshape(len(dL_dh), -1) ** 2, axis=1))
+
+
+def _jacobian_steps(params, xs, h0, activation):
+    """J_t = ∂h_t/∂h_{t-1} = diag(φ'(a_t)) W_hh for t = 1..T of one sequence."""
+    p = _check_params(params)
+    xs = _check_xs(xs, p["W_hx"].shape[1])
+    if xs.ndim != 2:
+        _fail("xs", "one sequence of shape (T, d)", f"shape {xs.shape}")
+    fw = forward(p, xs, h0, activation)
+    dphi = _dphi(fw.hs[1:], activation)
+    if dphi is None:
+        return np.broadcast_to(p["W_hh"], (len(xs),) + p["W_hh"].shape)
+    return dphi[:, :, None] * p["W_hh"]
+
+
+def state_jacobian(params, xs, t, k, *, h0=None, activation="tanh"):
+    """∂h_t/∂h_k = J_t J_{t-1} ··· J_{k+1}, J_i = diag(φ'(a_i)) W_hh (the identity when t = k)."""
+    T = np.shape(xs)[0] if np.ndim(xs) else 0
+    t, k = _check_int("t", t, 0), _check_int("k", k, 0)
+    if not k <= t <= T:
+        _fail("t, k", f"0 <= k <= t <= T = {T}", f"t = {t}, k = {k}")
+    J = _jacobian_steps(params, xs, h0, activation)
+    out, over = np.eye(J.shape[-1]), _Overflow()
+    with np.errstate(all="ignore"):
+        for i in range(k + 1, t + 1):
+            out = J[i - 1] @ out
+        out = over.check("∂h_t/∂h_k", out)
+    over.warn()
+    return out
+
+
+def jacobian_norms(params, xs, *, h0=None, activation="tanh"):
+    """‖∂h_T/∂h_t‖₂ (largest singular value) for t = 0..T, with ∂h_T/∂h_{t-1} = (∂h_T/∂h_t) J_t;
+    +inf from the step where the product overflowed."""
+    J = _jacobian_steps(params, xs, h0, activation)
+    norms = np.full(len(J) + 1, np.inf)
+    P, over = np.eye(J.shape[-1]), _Overflow()
+    with np.errstate(all="ignore"):
+        for t in range(len(J), -1, -1):
+            if not np.isfinite(P).all():
+                over.what.append("∂h_T/∂h_t")
+                break
+            norms[t] = np.linalg.norm(P, 2)
+            P = P @ J[t - 1] if t else P
+    over.warn()
+    return norms

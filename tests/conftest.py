@@ -1,0 +1,19 @@
+"""Shared fixtures: the book is built once per test session, the way `make book` builds it."""
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+JUPYTER_BOOK = Path(sys.executable).with_name("jupyter-book")
+
+
+@pytest.fixture(scope="session")
+def built_site(tmp_path_factory):
+    """Build the book with -W -n --keep-going (any warning fails) and fresh execution; return html dir."""
+    out = tmp_path_factory.mktemp("book")
+    proc = subprocess.run([str(JUPYTER_BOOK), "build", str(ROOT), "--path-output", str(out),
+                           "-W", "-n", "--keep-going"], capture_output=True, text=True, timeout=900)
+    assert proc.returncode == 0, proc.stdout[-4000:] + proc.stderr[-4000:]
+    return out / "_build" / "html"

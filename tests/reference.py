@@ -1,0 +1,68 @@
+"""An independent, loop-by-loop definition of what `bptt_core.bptt` must return.
+
+A truncated gradient is the exact gradient of a *surrogate objective*: for the loss at step s, the
+backward step h_i → h_{i-1} carries a weight E[s-1, i-1] (0 = cut, 1 = kept, 1/π = randomized),
+realised as h_{i-1} ← base_{i-1} + E·(h_{i-1} − base_{i-1}), where `base` is the trajectory at the
+unperturbed parameters. At the base point the values are unchanged, but the derivative that flows
+through that step is scaled by E. Finite differences of this function (with respect to the parameters,
+or to a perturbation added to h_t) therefore give the truncated gradients and dL/dh_t with no
+reference to the core's backward code.
+"""
+import numpy as np
+
+
+def run_states(params, xs, h0, activation):
+    """Plain loop: h_t = φ(W_hx x_t + W_hh h_{t-1})."""
+    h, hs = h0, [h0]
+    for x in xs:
+        a = x @ params["W_hx"].T + h @ params["W_hh"].T
+        h = np.tanh(a) if activation == "tanh" else a
+        hs.append(h)
+    return hs
+
+
+def step_loss(o, y, loss):
+    if loss == "mse":
+        return 0.5 * np.sum((o - y) ** 2)
+    o = np.atleast_2d(o)
+    y = np.atleast_1d(y)
+    m = o.max(axis=1, keepdims=True)
+    logp = o - m - np.log(np.exp(o - m).sum(axis=1, keepdims=True))
+    return -logp[np.arange(len(y)), y].sum()
+
+
+def edge_weights(kind, T, k=None, w=None):
+    """E[s-1, i-1]: weight of the step h_i → h_{i-1} in the backward pass of the loss l_s."""
+    s, i = np.indices((T, T)) + 1
+    if kind == "full":
+        return np.ones((T, T))
+    if kind == "subsequence":             # cut where i - 1 is a multiple of k (a chunk boundary)
+        return np.broadcast_to(np.where((i - 1) % k == 0, 0.0, 1.0), (T, T)).copy()
+    if kind == "sliding":                 # l_s reaches steps s-k+1..s; the step into h_{s-k} is cut
+        return np.where(i >= s - k + 2, 1.0, 0.0)
+    if kind == "randomized":
+        return np.broadcast_to(w, (T, T)).copy()
+    raise AssertionError(kind)
+
+
+def surrogate(params0, xs, ys, h0, activation, loss, E):
+    """f(params, bumps) = 1/(T·B) Σ_s l_s with weighted backward steps; bumps[t-1] is added to h_t."""
+    xs = np.asarray(xs, float)
+    T = len(xs)
+    B = xs.shape[1] if xs.ndim == 3 else 1
+    base = run_states(params0, xs, h0, activation)
+
+    def f(params, bumps=None):
+        total = 0.0
+        for s in range(1, T + 1):
+            h = h0
+            for i in range(1, s + 1):
+                prev = base[i - 1] + E[s - 1, i - 1] * (h - base[i - 1])
+                a = xs[i - 1] @ params["W_hx"].T + prev @ params["W_hh"].T
+                h = np.tanh(a) if activation == "tanh" else a
+                if bumps is not None:
+                    h = h + bumps[i - 1]
+            total += step_loss(h @ params["W_qh"].T, ys[s - 1], loss)
+        return total / (T * B)
+
+    return f
