@@ -6,7 +6,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: book test chromium clean
+.PHONY: book test chromium vendor clean
 
 $(STAMP): requirements.txt requirements-dev.txt pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -14,14 +14,17 @@ $(STAMP): requirements.txt requirements-dev.txt pyproject.toml
 	$(BIN)/pip install --quiet -r requirements-dev.txt -e .
 	touch $@
 
-book: $(STAMP)
+vendor:
+	bash tools/vendor_mathjax.sh
+
+book: $(STAMP) vendor
 	$(BIN)/jupyter-book build . -W -n --keep-going
 
 chromium:
 	@command -v chromium >/dev/null || (apt-get update -qq && apt-get install -y -qq chromium >/dev/null)
 
-test: $(STAMP) chromium
+test: $(STAMP) vendor chromium
 	$(BIN)/python -m pytest
 
 clean:
-	rm -rf _build $(VENV)
+	rm -rf _build _vendor $(VENV)

@@ -1,0 +1,87 @@
+"""Static properties of the book: page weight, lean notebooks, no dead widgets, captions, numbering."""
+import json
+import re
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from conftest import ROOT
+
+MB = 2 ** 20
+
+
+def tracked(pattern):
+    out = subprocess.run(["git", "ls-files", "--cached", "--others", "--exclude-standard", pattern], cwd=ROOT, capture_output=True, text=True).stdout
+    return [ROOT / p for p in out.split()]
+
+
+def notebooks():
+    return sorted((ROOT / "chapters").glob("*.ipynb"))
+
+
+def test_every_page_of_the_site_weighs_under_3_MB(built_site):
+    """A page's weight: its HTML (with inline frames) plus the local images it shows."""
+    for page in built_site.rglob("*.html"):
+        html = page.read_text()
+        images = {(page.parent / src).resolve() for src in re.findall(r'<img[^>]+src="([^"#?]+)"', html)
+                  if not src.startswith(("data:", "http"))}
+        weight = len(html.encode()) + sum(p.stat().st_size for p in images)
+        assert weight < 3 * MB, f"{page.relative_to(built_site)}: {weight / MB:.2f} MB"
+
+
+def test_no_committed_file_over_1_MB():
+    big = [p.relative_to(ROOT) for p in tracked("*") if p.is_file() and p.stat().st_size > MB]
+    assert big == []
+
+
+@pytest.mark.parametrize("nb_path", notebooks(), ids=lambda p: p.name)
+def test_notebook_is_committed_with_outputs_and_no_live_widget_state(nb_path):
+    nb = json.loads(nb_path.read_text())
+    code = [c for c in nb["cells"] if c["cell_type"] == "code"]
+    assert all(c.get("outputs") is not None for c in code)
+    assert sum(bool(c["outputs"]) for c in code) >= len(code) // 2, "outputs were not committed"
+    assert "widgets" not in nb.get("metadata", {}), "saved widget state would show dead widgets"
+    for c in code:
+        for out in c["outputs"]:
+            assert "application/vnd.jupyter.widget-view+json" not in out.get("data", {})
+            assert out.get("output_type") != "error"
+
+
+@pytest.mark.parametrize("nb_path", notebooks(), ids=lambda p: p.name)
+def test_every_figure_has_a_caption_and_the_chapter_imports_the_core(nb_path):
+    nb = json.loads(nb_path.read_text())
+    sources = "\n".join("".join(c["source"]) for c in nb["cells"] if c["cell_type"] == "code")
+    assert "import bptt_core" in sources
+    for c in nb["cells"]:
+        if c["cell_type"] == "code" and any("image/png" in o.get("data", {}) for o in c.get("outputs", [])):
+            caption = c["metadata"].get("mystnb", {}).get("figure", {}).get("caption", "")
+            assert len(caption) > 40, f"figure without a caption: {''.join(c['source'])[:60]}"
+
+
+def test_no_page_ships_widget_managers_or_cdn_scripts(built_site):
+    for page in built_site.rglob("*.html"):
+        html = page.read_text()
+        assert "require.min.js" not in html and "html-manager" not in html, page.name
+        assert not re.search(r'<(script|link)[^>]+(src|href)="https?://', html), page.name
+
+
+def test_chapter_equations_are_numbered_and_cross_referenced(built_site):
+    for page in (built_site / "chapters").glob("*.html"):
+        html = page.read_text()
+        labels = set(re.findall(r'id="equation-([\w-]+)"', html))
+        assert labels, f"{page.name} has no numbered equation"
+        refs = set(re.findall(r'href="[^"]*#equation-([\w-]+)"', html))
+        assert refs and refs <= labels | set(re.findall(r'equation-([\w-]+)', html))
+
+
+def test_each_page_lists_the_references_it_cites(built_site):
+    """Every footnote citation on a page points at an entry of that page's reference list, and every
+    entry there is a formatted reference (authors and a year), not a bare key."""
+    for page in [built_site / "intro.html", *(built_site / "chapters").glob("*.html")]:
+        html = page.read_text()
+        cited = set(re.findall(r'href="#(footcite-[\w-]+)"', html))
+        listed = dict(re.findall(r'<aside class="footnote brackets" id="(footcite-[\w-]+)"[^>]*>(.*?)</aside>', html, re.S))
+        assert cited and cited == set(listed), f"{page.name}: cited {cited}, listed {set(listed)}"
+        for key, entry in listed.items():
+            assert re.search(r"(19|20)\d\d", entry) and len(re.sub("<[^>]+>", "", entry)) > 40, key
