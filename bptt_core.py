@@ -30,6 +30,7 @@ __all__ = [
     "forward", "bptt", "loss_value", "numerical_gradient", "random_params",
     "spectral_radius", "with_spectral_radius", "clip_by_global_norm",
     "gradient_norms", "state_jacobian", "jacobian_norms", "connectivity",
+    "backprop_states", "state_sensitivities", "rtrl",
 ]
 
 ACTIVATIONS = ("identity", "tanh")
@@ -492,6 +493,105 @@ def _bptt_chunks(p, xs, ys, h0, activation, loss, scale, k, keep_dL_dh):
         if keep_dL_dh:
             dL_dh[part] = c_dL_dh
     return total, grads, dL_dh
+
+
+def backprop_states(params, xs, dL_dh_direct, *, h0=None, activation="tanh"):
+    """BPTT from any loss of the hidden states (chapters "Scalar form" and "Vector form").
+
+    `dL_dh_direct[t-1]` is the immediate partial ∂⁺L/∂h_t (h_t's own effect on L, later states held
+    fixed). Returns (dL/dh_t for t = 1..T, {"W_hx": dL/dW_hx, "W_hh": dL/dW_hh}) with
+    dL/dh_t = ∂⁺L/∂h_t + W_hhᵀ (φ'(a_{t+1}) ⊙ dL/dh_{t+1}), dL/dW_hx = Σ_t δ_t x_tᵀ, dL/dW_hh = Σ_t δ_t h_{t-1}ᵀ.
+    """
+    p = _check_params(params)
+    xs = _check_xs(xs, p["W_hx"].shape[1])
+    activation = _check_choice("activation", activation, ACTIVATIONS)
+    h0 = _check_h0(h0, xs.shape[1:-1], p["W_hh"].shape[0])
+    direct = _float_array("dL_dh_direct", dL_dh_direct)
+    if direct.shape != xs.shape[:-1] + h0.shape[-1:]:
+        _fail("dL_dh_direct", f"shape {xs.shape[:-1] + h0.shape[-1:]} (T, [B,] h)", f"shape {direct.shape}")
+    with np.errstate(all="ignore"):
+        hs = _states(p["W_hx"], p["W_hh"], xs, h0, activation)
+        dL_dh, delta = _backprop_states(p["W_hh"], direct.copy(), _dphi(hs[1:], activation), None)
+        h = hs.shape[-1]
+        d2 = delta.reshape(-1, h)
+        grads = {"W_hx": d2.T @ xs.reshape(-1, xs.shape[-1]), "W_hh": d2.T @ hs[:-1].reshape(-1, h)}
+    return dL_dh, grads
+
+
+def _sensitivity_steps(p, xs, h0, activation):
+    """Forward mode (real-time recurrent learning, Williams & Zipser 1989): for t = 1..T yield
+    (h_t, dh_t/dW_hx, dh_t/dW_hh) from dh_t/dW = diag(φ'(a_t)) (∂⁺a_t/∂W + W_hh dh_{t-1}/dW),
+    where ∂⁺a_t[i]/∂W_hx[k, j] = [i = k] x_t[j] and ∂⁺a_t[i]/∂W_hh[k, j] = [i = k] h_{t-1}[j].
+    Arrays carry a batch axis: (B, h) states and (B, h, h, d) / (B, h, h, h) sensitivities."""
+    W_hx, W_hh = p["W_hx"], p["W_hh"]
+    B, h = h0.shape
+    eye = np.eye(h)[None, :, :, None]
+    S_hx, S_hh, h_prev = np.zeros((B, h, h, W_hx.shape[1])), np.zeros((B, h, h, h)), h0
+    for x in xs:
+        h_t = _phi(x @ W_hx.T + h_prev @ W_hh.T, activation)
+        S_hx = (W_hh @ S_hx.reshape(B, h, -1)).reshape(S_hx.shape) + eye * x[:, None, None, :]
+        S_hh = (W_hh @ S_hh.reshape(B, h, -1)).reshape(S_hh.shape) + eye * h_prev[:, None, None, :]
+        if activation == "tanh":
+            S_hx *= (1.0 - h_t * h_t)[:, :, None, None]
+            S_hh *= (1.0 - h_t * h_t)[:, :, None, None]
+        yield h_t, S_hx, S_hh
+        h_prev = h_t
+
+
+def _batched(xs, h0):
+    """xs and h0 with a batch axis (B = 1 for one sequence)."""
+    return (xs, h0) if xs.ndim == 3 else (xs[:, None], h0[None])
+
+
+def state_sensitivities(params, xs, *, h0=None, activation="tanh"):
+    """The total derivatives dh_t/dW_hx and dh_t/dW_hh for t = 0..T, by forward mode.
+
+    Shapes (T+1, [B,] h) + the parameter's shape; entry [t, (b,) i, k, j] = dh_t[i]/dW[k, j]. Memory
+    grows like T·h·(number of parameters): meant for the chapters' small examples.
+    """
+    p = _check_params(params)
+    xs = _check_xs(xs, p["W_hx"].shape[1])
+    activation = _check_choice("activation", activation, ACTIVATIONS)
+    h0 = _check_h0(h0, xs.shape[1:-1], p["W_hh"].shape[0])
+    x3, h03 = _batched(xs, h0)
+    steps = list(_sensitivity_steps(p, x3, h03, activation))
+    out = {}
+    for name, i in (("W_hx", 1), ("W_hh", 2)):
+        S = np.stack([np.zeros_like(steps[0][i])] + [s[i] for s in steps])
+        out[name] = S if xs.ndim == 3 else S[:, 0]
+    return out
+
+
+def rtrl(params, xs, ys, *, activation="tanh", loss="softmax_ce", h0=None):
+    """The gradient of L by forward mode (real-time recurrent learning): no stored forward pass,
+    but a carried (h × number of parameters) sensitivity per example (chapter "BPTT in detail").
+
+    dL/dW = Σ_t (W_qhᵀ ∂L/∂o_t)ᵀ dh_t/dW for W_hx and W_hh; dL/dW_qh = Σ_t ∂L/∂o_t h_tᵀ.
+    Returns a `Gradient` equal to `bptt`'s (dL_dh is None: forward mode never forms it).
+    """
+    p = _check_params(params)
+    xs = _check_xs(xs, p["W_hx"].shape[1])
+    activation = _check_choice("activation", activation, ACTIVATIONS)
+    loss = _check_choice("loss", loss, LOSSES)
+    ys = _check_ys(ys, loss, xs.shape, p["W_qh"].shape[0])
+    h0 = _check_h0(h0, xs.shape[1:-1], p["W_hh"].shape[0])
+    x3, h03 = _batched(xs, h0)
+    y3 = ys if xs.ndim == 3 else ys[:, None]
+    scale, total = _mean_scale(xs), 0.0
+    grads = {name: np.zeros_like(p[name]) for name in PARAM_NAMES}
+    with np.errstate(all="ignore"):
+        for t, (h_t, S_hx, S_hh) in enumerate(_sensitivity_steps(p, x3, h03, activation)):
+            step_loss, dL_do = _loss_terms(h_t @ p["W_qh"].T, y3[t], loss)
+            total += step_loss
+            dL_do *= scale
+            g = (dL_do @ p["W_qh"])[:, None, :]                       # (W_qhᵀ ∂L/∂o_t)ᵀ, per example
+            grads["W_hx"] += (g @ S_hx.reshape(*S_hx.shape[:2], -1)).sum(axis=0).reshape(p["W_hx"].shape)
+            grads["W_hh"] += (g @ S_hh.reshape(*S_hh.shape[:2], -1)).sum(axis=0).reshape(p["W_hh"].shape)
+            grads["W_qh"] += dL_do.T @ h_t
+        result = Gradient(float(total * scale), grads, None)
+        if not (np.isfinite(result.loss) and all(_all_finite(g) for g in grads.values())):
+            _report_overflow(result)
+    return result
 
 
 # --------------------------------------------------------------------------------------------

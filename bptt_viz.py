@@ -18,8 +18,8 @@ import itertools
 import json
 import os
 
-import matplotlib
 import matplotlib.pyplot as plt
+import numpy as np
 from matplotlib.patches import Circle, FancyArrowPatch, FancyBboxPatch
 
 _counter = itertools.count(1)
@@ -41,66 +41,88 @@ def png_base64(fig, dpi=80):
     return base64.b64encode(buf.getvalue()).decode("ascii")
 
 
-def frames_html(frames, labels, *, name, caption, start=0):
-    """A kernel-free slider over precomputed PNG frames (base64), with a caption."""
+def frames_html(frames, controls, *, caption):
+    """A kernel-free view: one HTML slider per control over precomputed PNG frames (base64).
+
+    `controls` is a list of (name, labels, start index); `frames` is in row-major order over them.
+    """
     uid = f"bptt-sweep-{next(_counter)}"
     esc = html.escape
+    sizes = [len(labels) for _, labels, _ in controls]
+    strides = [int(np.prod(sizes[i + 1:])) for i in range(len(sizes))]
+    first = sum(s * start for s, (_, _, start) in zip(strides, controls))
+    rows = "".join(f"""<div style="display:flex;align-items:center;gap:0.8em;max-width:36em">
+<label for="{uid}-{k}" style="white-space:nowrap;min-width:7em">{esc(name)}</label>
+<input id="{uid}-{k}" type="range" min="0" max="{len(labels) - 1}" step="1" value="{start}" style="flex:1"
+ aria-label="{esc(name)}"><output style="min-width:5em">{esc(labels[start])}</output></div>
+""" for k, (name, labels, start) in enumerate(controls))
     return f"""<figure class="bptt-sweep" id="{uid}" style="margin:1em 0">
-<img src="data:image/png;base64,{frames[start]}" alt="{esc(caption)}" style="max-width:100%">
-<div style="display:flex;align-items:center;gap:0.8em;max-width:32em">
-<label for="{uid}-range" style="white-space:nowrap">{esc(name)}</label>
-<input id="{uid}-range" type="range" min="0" max="{len(frames) - 1}" step="1" value="{start}"
- style="flex:1" aria-label="{esc(name)}">
-<output id="{uid}-value" style="min-width:4em">{esc(labels[start])}</output>
-</div>
-<figcaption>{esc(caption)} <em>Precomputed frames: open this page in Binder (rocket button above)
+<img src="data:image/png;base64,{frames[first]}" alt="{esc(caption)}" style="max-width:100%">
+{rows}<figcaption>{esc(caption)} <em>Precomputed frames: open this page in Binder (rocket button above)
 for the live version.</em></figcaption>
 <script>
 (function () {{
   var frames = {json.dumps(frames)};
-  var labels = {json.dumps(labels)};
+  var labels = {json.dumps([labels for _, labels, _ in controls])};
+  var strides = {json.dumps(strides)};
   var root = document.getElementById("{uid}");
-  var img = root.querySelector("img"), range = root.querySelector("input"), out = root.querySelector("output");
-  range.addEventListener("input", function () {{
-    img.src = "data:image/png;base64," + frames[+range.value];
-    out.textContent = labels[+range.value];
-  }});
+  var img = root.querySelector("img");
+  var ranges = root.querySelectorAll("input"), outs = root.querySelectorAll("output");
+  function show() {{
+    var index = 0;
+    ranges.forEach(function (r, k) {{ index += strides[k] * +r.value; outs[k].textContent = labels[k][+r.value]; }});
+    img.src = "data:image/png;base64," + frames[index];
+  }}
+  ranges.forEach(function (r) {{ r.addEventListener("input", show); }});
 }})();
 </script>
 </figure>"""
 
 
-def sweep(draw, values, *, name, caption, fmt="{}", start=0, live=None):
-    """Show `draw(value)` (a function returning a matplotlib Figure) for every value in `values`.
+def sweep(draw, controls, *, caption, fmt=None, start=None, live=None):
+    """Show `draw(**values)` (a function returning a matplotlib Figure) over a grid of values.
 
-    Live ipywidgets slider in a Jupyter session, precomputed frames elsewhere (see the module doc).
+    `controls`: {argument name: list of values}, one slider each; `fmt`: {name: format string} for
+    the labels; `start`: {name: index} of the first frame shown. Live ipywidgets sliders in a Jupyter
+    session, precomputed frames elsewhere (see the module doc).
     """
     from IPython.display import HTML, display
 
-    values = list(values)
-    if not values:
-        raise ValueError("values: expected at least one value to sweep over, got none")
-    labels = [fmt.format(v) for v in values]
+    names = list(controls)
+    values = {n: list(controls[n]) for n in names}
+    for n in names:
+        if not values[n]:
+            raise ValueError(f"controls['{n}']: expected at least one value, got none")
+    fmt, start = fmt or {}, start or {}
+    labels = {n: [fmt.get(n, n + " = {}").format(v) for v in values[n]] for n in names}
     if is_live() if live is None else live:
-        import ipywidgets as widgets
-
-        slider = widgets.SelectionSlider(options=list(zip(labels, values)), value=values[start],
-                                         description=name, continuous_update=False)
-        out = widgets.Output()
-
-        def show(change=None):
-            with out:
-                out.clear_output(wait=True)
-                fig = draw(slider.value)
-                display(fig)
-                plt.close(fig)
-
-        slider.observe(show, names="value")
-        show()
-        display(widgets.VBox([slider, out]), HTML(f"<p>{html.escape(caption)}</p>"))
+        _live_sweep(draw, names, values, labels, start, caption)
         return
-    frames = [png_base64(draw(v)) for v in values]
-    display(HTML(frames_html(frames, labels, name=name, caption=caption, start=start)))
+    frames = [png_base64(draw(**dict(zip(names, combo))))
+              for combo in itertools.product(*(values[n] for n in names))]
+    controls_view = [(n, labels[n], start.get(n, 0)) for n in names]
+    display(HTML(frames_html(frames, controls_view, caption=caption)))
+
+
+def _live_sweep(draw, names, values, labels, start, caption):
+    import ipywidgets as widgets
+    from IPython.display import HTML, display
+
+    sliders = [widgets.SelectionSlider(options=list(zip(labels[n], values[n])), value=values[n][start.get(n, 0)],
+                                       description=n, continuous_update=False) for n in names]
+    out = widgets.Output()
+
+    def show(change=None):
+        with out:
+            out.clear_output(wait=True)
+            fig = draw(**{n: s.value for n, s in zip(names, sliders)})
+            display(fig)
+            plt.close(fig)
+
+    for s in sliders:
+        s.observe(show, names="value")
+    show()
+    display(widgets.VBox([*sliders, out]), HTML(f"<p>{html.escape(caption)}</p>"))
 
 
 # --------------------------------------------------------------------------------------------

@@ -211,3 +211,49 @@ def test_softmax_loss_is_stable_for_widely_spread_logits(spread):
     exact = np.logaddexp(o[:, 0], o[:, 1]) - o[np.arange(4), ys.ravel()]
     assert res.loss == pytest.approx(exact.mean(), rel=1e-10)
     assert np.isfinite(res.dL_dh).all()
+
+
+@pytest.mark.parametrize("activation,loss,batch,with_h0", CASES, ids=["-".join(map(str, c)) for c in CASES])
+def test_rtrl_forward_mode_equals_bptt(activation, loss, batch, with_h0):
+    params, xs, ys, h0 = problem(batch, with_h0, loss)
+    back = bc.bptt(params, xs, ys, activation=activation, loss=loss, h0=h0)
+    fwd = bc.rtrl(params, xs, ys, activation=activation, loss=loss, h0=h0)
+    assert fwd.loss == pytest.approx(back.loss, rel=1e-13) and fwd.dL_dh is None
+    assert rel_err(fwd.grads, back.grads) < 1e-12
+
+
+@pytest.mark.parametrize("activation", ["identity", "tanh"])
+@pytest.mark.parametrize("batch", [None, 2])
+def test_state_sensitivities_are_total_derivatives_of_the_states(activation, batch):
+    params, xs, _, h0 = problem(batch, True, "mse")
+    S = bc.state_sensitivities(params, xs, h0=h0, activation=activation)
+    for t in (0, 1, T):
+        for name in ("W_hx", "W_hh"):
+            for i in range(H):
+                idx = (t, 0, i) if batch else (t, i)
+                numeric = bc.numerical_gradient(
+                    lambda p: bc.forward(p, xs, h0=h0, activation=activation).hs[idx], params)[name]
+                np.testing.assert_allclose(S[name][idx], numeric, rtol=1e-7, atol=1e-10)
+
+
+@pytest.mark.parametrize("activation", ["identity", "tanh"])
+def test_backprop_states_from_a_direct_gradient(activation):
+    """Fed W_qhᵀ ∂L/∂o_t it reproduces bptt; fed an arbitrary loss of the states it matches
+    finite differences of that loss."""
+    params, xs, ys, h0 = problem(2, True, "mse")
+    res = bc.bptt(params, xs, ys, activation=activation, loss="mse", h0=h0)
+    os = bc.forward(params, xs, h0=h0, activation=activation).os
+    direct = ((os - ys) / (T * 2)) @ params["W_qh"]
+    dL_dh, grads = bc.backprop_states(params, xs, direct, h0=h0, activation=activation)
+    np.testing.assert_allclose(dL_dh, res.dL_dh, rtol=1e-12, atol=1e-16)
+    for name in ("W_hx", "W_hh"):
+        np.testing.assert_allclose(grads[name], res.grads[name], rtol=1e-12, atol=1e-16)
+    c = np.random.default_rng(9).normal(size=(T, 2, H))
+    f = lambda p: float(np.sum(c * np.sin(bc.forward(p, xs, h0=h0, activation=activation).hs[1:])))
+    hs = bc.forward(params, xs, h0=h0, activation=activation).hs
+    _, grads = bc.backprop_states(params, xs, c * np.cos(hs[1:]), h0=h0, activation=activation)
+    numeric = bc.numerical_gradient(f, params)
+    for name in ("W_hx", "W_hh"):
+        assert rel_err(grads[name], numeric[name]) < 1e-7
+    with pytest.raises(ValueError, match=r"dL_dh_direct: expected shape \(5, 2, 4\)"):
+        bc.backprop_states(params, xs, np.zeros((5, 4)), h0=h0)

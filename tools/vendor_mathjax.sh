@@ -5,13 +5,16 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 VERSION=3.2.2
 DEST=_vendor/mathjax
-[ -f "$DEST/.version-$VERSION" ] && exit 0
+STAMP="$DEST/.vendored-$VERSION-with-extensions"
+[ -f "$STAMP" ] && exit 0
 tmp=$(mktemp -d)
 trap 'rm -rf "$tmp"' EXIT
 (cd "$tmp" && npm pack "mathjax@$VERSION" --silent >/dev/null && tar xzf "mathjax-$VERSION.tgz")
 rm -rf "$DEST" && mkdir -p "$DEST/output/chtml/fonts"
 cp "$tmp/package/es5/tex-chtml.js" "$DEST/"
 cp -r "$tmp/package/es5/output/chtml/fonts/woff-v2" "$DEST/output/chtml/fonts/"
+mkdir -p "$DEST/input/tex"                      # TeX extensions MathJax autoloads (\boldsymbol, ...)
+cp -r "$tmp/package/es5/input/tex/extensions" "$DEST/input/tex/"
 cp "$tmp/package/LICENSE" "$DEST/"
-touch "$DEST/.version-$VERSION"
+touch "$STAMP"
 echo "vendored MathJax $VERSION into $DEST"
