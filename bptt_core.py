@@ -221,8 +221,9 @@ def forward(params, xs, h0=None, activation="tanh"):
     return Forward(hs, os)
 
 
-def _softmax_ce(os, ys):
-    """l = −log ŷ[y] with ŷ = softmax(o); ∂l/∂o = ŷ − onehot(y). An infinite logit gives the limit."""
+def _softmax_ce(os, ys, mask=None):
+    """l = −log ŷ[y] with ŷ = softmax(o); ∂l/∂o = ŷ − onehot(y). An infinite logit gives the limit.
+    Steps where `mask` is False contribute neither loss nor gradient."""
     hi, lo = os.max(), os.min()
     if hi - lo < 600.0:                      # one shift for all rows: exp cannot overflow or reach 0
         z = os - hi
@@ -231,37 +232,58 @@ def _softmax_ce(os, ys):
         z[np.isnan(z)] = 0.0
     rows = z.reshape(-1, z.shape[-1])
     label = (np.arange(len(rows)), ys.ravel())
-    picked = rows[label].sum()
+    picked = rows[label]
     np.exp(z, out=z)
     total = z.sum(axis=-1, keepdims=True)
-    loss = float(np.log(total).sum() - picked)
+    per_row = np.log(total).ravel() - picked
     z /= total                               # ŷ
     rows[label] -= 1.0
-    return loss, z
+    if mask is not None:
+        per_row = per_row * mask.ravel()
+        z *= mask[..., None]
+    return float(per_row.sum()), z
 
 
-def _loss_terms(os, ys, loss):
+def _loss_terms(os, ys, loss, mask=None):
     """(Σ l(o_t, y_t), ∂l/∂o_t for every t): softmax_ce: −log ŷ[y], ∂l/∂o = ŷ − onehot(y);
-    mse: ½‖o − y‖², ∂l/∂o = o − y."""
+    mse: ½‖o − y‖², ∂l/∂o = o − y. Steps where `mask` is False count for nothing."""
     if loss == "mse":
         r = os - ys
+        if mask is not None:
+            r *= mask[..., None]
         return 0.5 * float(np.sum(r * r)), r
-    return _softmax_ce(os, ys)
+    return _softmax_ce(os, ys, mask)
 
 
-def _mean_scale(xs):
-    """1/(T·B): the factor of D2L's mean loss (B = 1 for one sequence)."""
+def _mean_scale(xs, mask=None):
+    """1/(T·B): the factor of D2L's mean loss (B = 1 for one sequence); 1/(number of steps counted)
+    when a mask selects the steps that carry a loss."""
+    if mask is not None:
+        return 1.0 / int(mask.sum())
     return 1.0 / (xs.shape[0] * int(np.prod(xs.shape[1:-1])))
 
 
-def loss_value(params, xs, ys, *, activation="tanh", loss="softmax_ce", h0=None):
-    """L = 1/(T·B) Σ_t Σ_b l(o_tb, y_tb): the objective whose gradient `bptt` computes."""
+def _check_mask(mask, lead):
+    """None, or a boolean array of shape (T, [B]) with at least one True."""
+    if mask is None:
+        return None
+    mask = np.asarray(mask)
+    if mask.dtype != bool or mask.shape != lead or not mask.any():
+        got = f"dtype {mask.dtype}, shape {mask.shape}, {int(mask.sum()) if mask.dtype == bool else '?'} True"
+        _fail("mask", f"a boolean array of shape {lead} (xs's (T, [B])) with at least one True", got)
+    return mask
+
+
+def loss_value(params, xs, ys, *, activation="tanh", loss="softmax_ce", h0=None, mask=None):
+    """L = 1/(T·B) Σ_t Σ_b l(o_tb, y_tb), or the mean over the steps where `mask` is True:
+    the objective whose gradient `bptt` computes."""
     fw = forward(params, xs, h0, activation)
     loss = _check_choice("loss", loss, LOSSES)
     ys = _check_ys(ys, loss, np.shape(xs), fw.os.shape[-1])
+    mask = _check_mask(mask, np.shape(xs)[:-1])
     with np.errstate(all="ignore"):
-        total, _ = _loss_terms(fw.os, ys, loss)
-    return total * _mean_scale(np.asarray(xs))
+        total, _ = _loss_terms(fw.os, ys, loss, mask)
+    return total * _mean_scale(np.asarray(xs), mask)
 
 
 # --------------------------------------------------------------------------------------------
@@ -393,13 +415,13 @@ def _weight_grads(xs, hs, dL_do, delta):
             "W_qh": dL_do.reshape(-1, q).T @ hs[1:].reshape(-1, h)}
 
 
-def _chunk(p, xs, ys, h0, activation, loss, scale, weights):
+def _chunk(p, xs, ys, h0, activation, loss, scale, weights, mask=None):
     """Forward then backward over one stretch of steps that starts from the constant h0.
 
     Returns (Σ l, grads, dL/dh, last state). Full BPTT is one chunk of length T.
     """
     hs = _states(p["W_hx"], p["W_hh"], xs, h0, activation)
-    total, dL_do = _loss_terms(hs[1:] @ p["W_qh"].T, ys, loss)
+    total, dL_do = _loss_terms(hs[1:] @ p["W_qh"].T, ys, loss, mask)
     dL_do *= scale                                          # ∂L/∂o_t = ∂l/∂o_t / (T·B)
     dL_dh, delta = _backprop_states(p["W_hh"], dL_do @ p["W_qh"], _dphi(hs[1:], activation), weights)
     return total, _weight_grads(xs, hs, dL_do, delta), dL_dh, hs[-1]
@@ -418,9 +440,9 @@ def _sliding_states(W_hh, dL_dh, dphi, k):
     return dL_dh
 
 
-def _bptt_sliding(p, xs, ys, h0, activation, loss, scale, k):
+def _bptt_sliding(p, xs, ys, h0, activation, loss, scale, k, mask=None):
     hs = _states(p["W_hx"], p["W_hh"], xs, h0, activation)
-    total, dL_do = _loss_terms(hs[1:] @ p["W_qh"].T, ys, loss)
+    total, dL_do = _loss_terms(hs[1:] @ p["W_qh"].T, ys, loss, mask)
     dL_do *= scale
     dphi = _dphi(hs[1:], activation)
     dL_dh = _sliding_states(p["W_hh"], dL_do @ p["W_qh"], dphi, k)
@@ -434,7 +456,7 @@ def _add_grads(acc, g):
 
 
 def bptt(params, xs, ys, *, activation="tanh", loss="softmax_ce", h0=None, truncation=None,
-         keep_dL_dh=True):
+         keep_dL_dh=True, mask=None):
     """Loss, gradients and dL/dh_t by backpropagation through time (chapter "BPTT in detail").
 
     dL/dh_T = W_qhᵀ ∂L/∂o_T; dL/dh_t = W_qhᵀ ∂L/∂o_t + W_hhᵀ (φ'(a_{t+1}) ⊙ dL/dh_{t+1});
@@ -442,6 +464,7 @@ def bptt(params, xs, ys, *, activation="tanh", loss="softmax_ce", h0=None, trunc
     δ_t = φ'(a_t) ⊙ dL/dh_t, and L = 1/(T·B) Σ_t Σ_b l(o_tb, y_tb).
     `truncation`: None (full BPTT), Subsequence(k), Sliding(k) or Randomized(pi); the forward pass is
     never truncated. `keep_dL_dh=False` drops dL/dh (so Subsequence runs in memory independent of T).
+    `mask` (boolean, shape (T, [B])): only those steps carry a loss, and L is their mean.
     """
     p = _check_params(params)
     xs = _check_xs(xs, p["W_hx"].shape[1])
@@ -450,15 +473,17 @@ def bptt(params, xs, ys, *, activation="tanh", loss="softmax_ce", h0=None, trunc
     ys = _check_ys(ys, loss, xs.shape, p["W_qh"].shape[0])
     h0 = _check_h0(h0, xs.shape[1:-1], p["W_hh"].shape[0])
     truncation = _check_truncation(truncation)
-    T, scale = xs.shape[0], _mean_scale(xs)
+    mask = _check_mask(mask, xs.shape[:-1])
+    T, scale = xs.shape[0], _mean_scale(xs, mask)
     with np.errstate(all="ignore"):
         if isinstance(truncation, Sliding) and truncation.k < T:
-            total, grads, dL_dh = _bptt_sliding(p, xs, ys, h0, activation, loss, scale, truncation.k)
+            total, grads, dL_dh = _bptt_sliding(p, xs, ys, h0, activation, loss, scale, truncation.k, mask)
         elif isinstance(truncation, Subsequence) and truncation.k < T:
-            total, grads, dL_dh = _bptt_chunks(p, xs, ys, h0, activation, loss, scale, truncation.k, keep_dL_dh)
+            total, grads, dL_dh = _bptt_chunks(p, xs, ys, h0, activation, loss, scale, truncation.k,
+                                               keep_dL_dh, mask)
         else:
             weights = truncation.step_weights(T) if isinstance(truncation, Randomized) else None
-            total, grads, dL_dh, _ = _chunk(p, xs, ys, h0, activation, loss, scale, weights)
+            total, grads, dL_dh, _ = _chunk(p, xs, ys, h0, activation, loss, scale, weights, mask)
         result = Gradient(float(total * scale), grads, dL_dh if keep_dL_dh else None)
         if not (np.isfinite(result.loss) and all(_all_finite(g) for g in grads.values())):
             _report_overflow(result)
@@ -480,14 +505,15 @@ def _report_overflow(result):
     over.warn()
 
 
-def _bptt_chunks(p, xs, ys, h0, activation, loss, scale, k, keep_dL_dh):
+def _bptt_chunks(p, xs, ys, h0, activation, loss, scale, k, keep_dL_dh, mask=None):
     """Subsequence(k): run `_chunk` on steps 1..k, k+1..2k, ...; h at a boundary is passed on as a value."""
     grads = {name: np.zeros_like(p[name]) for name in PARAM_NAMES}
     dL_dh = np.empty(xs.shape[:-1] + (p["W_hh"].shape[0],)) if keep_dL_dh else None
     total, h = 0.0, h0
     for start in range(0, xs.shape[0], k):
         part = slice(start, start + k)
-        c_total, c_grads, c_dL_dh, h = _chunk(p, xs[part], ys[part], h, activation, loss, scale, None)
+        c_mask = None if mask is None else mask[part]
+        c_total, c_grads, c_dL_dh, h = _chunk(p, xs[part], ys[part], h, activation, loss, scale, None, c_mask)
         total += c_total
         _add_grads(grads, c_grads)
         if keep_dL_dh:

@@ -45,8 +45,9 @@ def edge_weights(kind, T, k=None, w=None):
     raise AssertionError(kind)
 
 
-def surrogate(params0, xs, ys, h0, activation, loss, E):
-    """f(params, bumps) = 1/(T·B) Σ_s l_s with weighted backward steps; bumps[t-1] is added to h_t."""
+def surrogate(params0, xs, ys, h0, activation, loss, E, mask=None):
+    """f(params, bumps) = 1/(T·B) Σ_s l_s with weighted backward steps; bumps[t-1] is added to h_t.
+    With a boolean `mask` (T, [B]) only those steps count, and the mean is over them."""
     xs = np.asarray(xs, float)
     T = len(xs)
     B = xs.shape[1] if xs.ndim == 3 else 1
@@ -62,7 +63,14 @@ def surrogate(params0, xs, ys, h0, activation, loss, E):
                 h = np.tanh(a) if activation == "tanh" else a
                 if bumps is not None:
                     h = h + bumps[i - 1]
-            total += step_loss(h @ params["W_qh"].T, ys[s - 1], loss)
-        return total / (T * B)
+            if mask is None:
+                total += step_loss(h @ params["W_qh"].T, ys[s - 1], loss)
+            else:
+                keep = np.atleast_1d(mask[s - 1])
+                o = np.atleast_2d(h @ params["W_qh"].T)[keep]
+                y = np.asarray(ys[s - 1])
+                y = np.atleast_1d(y)[keep] if loss == "softmax_ce" else np.atleast_2d(y)[keep]
+                total += step_loss(o, y, loss) if keep.any() else 0.0
+        return total / (T * B if mask is None else int(np.sum(mask)))
 
     return f

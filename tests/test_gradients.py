@@ -257,3 +257,30 @@ def test_backprop_states_from_a_direct_gradient(activation):
         assert rel_err(grads[name], numeric[name]) < 1e-7
     with pytest.raises(ValueError, match=r"dL_dh_direct: expected shape \(5, 2, 4\)"):
         bc.backprop_states(params, xs, np.zeros((5, 4)), h0=h0)
+
+
+@pytest.mark.parametrize("kind,arg", TRUNCATIONS, ids=[f"{k}-{a}" for k, a in TRUNCATIONS])
+@pytest.mark.parametrize("loss,batch", [("softmax_ce", None), ("softmax_ce", 2), ("mse", 2)])
+def test_masked_loss_gradients_match_finite_differences(kind, arg, loss, batch):
+    """With a mask, L is the mean over the selected steps; every truncation still matches its surrogate."""
+    params, xs, ys, h0 = problem(batch, True, loss, seed=5)
+    mask = np.random.default_rng(1).random(xs.shape[:-1]) < 0.5
+    mask[-1] = True
+    truncation, E = make_truncation(kind, arg)
+    got = bc.bptt(params, xs, ys, loss=loss, h0=h0, truncation=truncation, mask=mask)
+    f = surrogate(params, xs, ys, h0, "tanh", loss, E, mask=mask)
+    assert got.loss == pytest.approx(f(params), rel=1e-12)
+    assert got.loss == pytest.approx(bc.loss_value(params, xs, ys, loss=loss, h0=h0, mask=mask), rel=1e-12)
+    assert rel_err(got.grads, bc.numerical_gradient(f, params)) < 1e-7
+    numeric_dL_dh = bc.numerical_gradient(lambda bumps: f(params, bumps), np.zeros_like(got.dL_dh))
+    assert rel_err(got.dL_dh, numeric_dL_dh) < 1e-7
+
+
+def test_an_all_true_mask_changes_nothing_and_bad_masks_are_refused():
+    params, xs, ys, _ = problem(2, False, "softmax_ce")
+    full = bc.bptt(params, xs, ys)
+    same = bc.bptt(params, xs, ys, mask=np.ones((T, 2), bool))
+    assert same.loss == pytest.approx(full.loss, rel=1e-14) and rel_err(same.grads, full.grads) < 1e-14
+    for bad in (np.zeros((T, 2), bool), np.ones((T, 2)), np.ones((T,), bool)):
+        with pytest.raises(ValueError, match=r"^mask: expected a boolean array of shape \(5, 2\)"):
+            bc.bptt(params, xs, ys, mask=bad)
