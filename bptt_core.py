@@ -144,6 +144,17 @@ def _check_positive(name, value, upper=None):
     return float(value)
 
 
+def _check_problem(params, xs, ys, h0, activation, loss):
+    """Every argument of a gradient computation, checked and converted (see the _check_* helpers)."""
+    p = _check_params(params)
+    xs = _check_xs(xs, p["W_hx"].shape[1])
+    activation = _check_choice("activation", activation, ACTIVATIONS)
+    loss = _check_choice("loss", loss, LOSSES)
+    ys = _check_ys(ys, loss, xs.shape, p["W_qh"].shape[0])
+    h0 = _check_h0(h0, xs.shape[1:-1], p["W_hh"].shape[0])
+    return p, xs, ys, h0, activation, loss
+
+
 # --------------------------------------------------------------------------------------------
 # Overflow: report it, never let it turn into NaN.
 # --------------------------------------------------------------------------------------------
@@ -466,12 +477,7 @@ def bptt(params, xs, ys, *, activation="tanh", loss="softmax_ce", h0=None, trunc
     never truncated. `keep_dL_dh=False` drops dL/dh (so Subsequence runs in memory independent of T).
     `mask` (boolean, shape (T, [B])): only those steps carry a loss, and L is their mean.
     """
-    p = _check_params(params)
-    xs = _check_xs(xs, p["W_hx"].shape[1])
-    activation = _check_choice("activation", activation, ACTIVATIONS)
-    loss = _check_choice("loss", loss, LOSSES)
-    ys = _check_ys(ys, loss, xs.shape, p["W_qh"].shape[0])
-    h0 = _check_h0(h0, xs.shape[1:-1], p["W_hh"].shape[0])
+    p, xs, ys, h0, activation, loss = _check_problem(params, xs, ys, h0, activation, loss)
     truncation = _check_truncation(truncation)
     mask = _check_mask(mask, xs.shape[:-1])
     T, scale = xs.shape[0], _mean_scale(xs, mask)
@@ -595,12 +601,7 @@ def rtrl(params, xs, ys, *, activation="tanh", loss="softmax_ce", h0=None):
     dL/dW = Σ_t (W_qhᵀ ∂L/∂o_t)ᵀ dh_t/dW for W_hx and W_hh; dL/dW_qh = Σ_t ∂L/∂o_t h_tᵀ.
     Returns a `Gradient` equal to `bptt`'s (dL_dh is None: forward mode never forms it).
     """
-    p = _check_params(params)
-    xs = _check_xs(xs, p["W_hx"].shape[1])
-    activation = _check_choice("activation", activation, ACTIVATIONS)
-    loss = _check_choice("loss", loss, LOSSES)
-    ys = _check_ys(ys, loss, xs.shape, p["W_qh"].shape[0])
-    h0 = _check_h0(h0, xs.shape[1:-1], p["W_hh"].shape[0])
+    p, xs, ys, h0, activation, loss = _check_problem(params, xs, ys, h0, activation, loss)
     x3, h03 = _batched(xs, h0)
     y3 = ys if xs.ndim == 3 else ys[:, None]
     scale, total = _mean_scale(xs), 0.0

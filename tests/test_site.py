@@ -61,7 +61,10 @@ class Visit:
         self.page.on("pageerror", lambda e: self.errors.append(str(e)))
         self.page.goto(f"{server}/{path}", wait_until="networkidle")
 
-    def close(self):
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
         self.context.close()
 
 
@@ -75,9 +78,8 @@ def site_pages():
 
 @pytest.mark.parametrize("path", site_pages())
 def test_page_renders_self_contained_with_maths_and_images(browser, server, built_site, path):
-    visit = Visit(browser, server, path)
-    page = visit.page
-    try:
+    with Visit(browser, server, path) as visit:
+        page = visit.page
         assert page.title().strip(), "page has no title"
         assert len(page.locator("main").inner_text()) > 20, "page body is empty"
         html = (built_site / path).read_text()
@@ -93,8 +95,6 @@ def test_page_renders_self_contained_with_maths_and_images(browser, server, buil
         assert visit.foreign == [], f"requests to other hosts: {visit.foreign}"
         assert visit.failed == [], f"failed requests: {visit.failed}"
         assert visit.errors == [], f"console errors: {visit.errors}"
-    finally:
-        visit.close()
 
 
 def chapter_pages():
@@ -104,8 +104,7 @@ def chapter_pages():
 @pytest.mark.parametrize("path", chapter_pages())
 def test_kernel_free_sliders_scrub_through_their_frames(browser, server, path):
     """Every sweep on the static page moves: the frame and its label change as a reader drags."""
-    visit = Visit(browser, server, path)
-    try:
+    with Visit(browser, server, path) as visit:
         sweeps = visit.page.locator("figure.bptt-sweep")
         assert sweeps.count() >= 1, "each chapter has a kernel-free interactive view"
         for i in range(sweeps.count()):
@@ -125,14 +124,11 @@ def test_kernel_free_sliders_scrub_through_their_frames(browser, server, path):
             assert "Binder" in sweep.locator("figcaption").inner_text()
             sweep.screenshot(path=str(SHOTS / f"{path.replace('/', '_')}-sweep{i}.png"))
         assert visit.errors == []
-    finally:
-        visit.close()
 
 
 @pytest.mark.parametrize("path", chapter_pages())
 def test_exercise_solutions_are_hidden_until_clicked(browser, server, path):
-    visit = Visit(browser, server, path)
-    try:
+    with Visit(browser, server, path) as visit:
         solutions = visit.page.locator("div.solution")
         assert solutions.count() >= 2, "each chapter has exercises with solutions"
         first = solutions.first
@@ -142,8 +138,6 @@ def test_exercise_solutions_are_hidden_until_clicked(browser, server, path):
         first.locator(".admonition-title, button.toggle-button").first.click()
         body.wait_for(state="visible", timeout=5000)
         first.screenshot(path=str(SHOTS / f"{path.replace('/', '_')}-solution.png"))
-    finally:
-        visit.close()
 
 
 @pytest.mark.parametrize("path", chapter_pages())
