@@ -14,7 +14,7 @@ One sequence has ``xs`` of shape (T, d); a mini-batch has (T, B, d).
 Array index conventions: ``hs[t]`` is h_t for t = 0..T (``hs[0]`` = h_0); ``os[t-1]`` is o_t and
 ``dL_dh[t-1]`` is dL/dh_t for t = 1..T. Total derivatives are written d (dL/dh_t), partial ones ∂.
 
-Only numpy is imported. Plotting and widgets live elsewhere (the chapters and ``bptt_widgets``).
+Only numpy is imported. Plotting and widgets live elsewhere (the chapters and ``bptt_viz``).
 """
 from __future__ import annotations
 
@@ -29,8 +29,9 @@ __all__ = [
     "Forward", "Gradient", "Subsequence", "Sliding", "Randomized",
     "forward", "bptt", "loss_value", "numerical_gradient", "random_params",
     "spectral_radius", "with_spectral_radius", "clip_by_global_norm",
-    "gradient_norms", "state_jacobian", "jacobian_norms", "connectivity",
+    "gradient_norms", "gradient_profile", "state_jacobian", "jacobian_norms", "connectivity",
     "backprop_states", "state_sensitivities", "rtrl",
+    "recurrent_matrix", "power_norms", "clip_by_value", "train", "Training",
 ]
 
 ACTIVATIONS = ("identity", "tanh")
@@ -685,6 +686,16 @@ def _global_norm(grads):
     return peak * float(np.sqrt(sum(np.sum((g / peak) ** 2) for g in grads.values())))
 
 
+def _check_grads(grads):
+    """A dict of float64 gradient arrays without NaN (±inf from overflow is allowed)."""
+    if not isinstance(grads, dict):
+        _fail("grads", "a dict of gradient arrays", type(grads).__name__)
+    grads = {k: np.asarray(v, dtype=np.float64) for k, v in grads.items()}
+    if any(np.isnan(g).any() for g in grads.values()):
+        _fail("grads", "gradients without NaN", "NaN entries")
+    return grads
+
+
 def clip_by_global_norm(grads, theta):
     """g ← min(1, θ/‖g‖) g over all parameters together (D2L; Pascanu et al. 2013).
 
@@ -692,11 +703,7 @@ def clip_by_global_norm(grads, theta):
     norm θ equally (their true ratios are lost) and a BPTTOverflowWarning says so.
     """
     theta = _check_positive("theta", theta)
-    if not isinstance(grads, dict):
-        _fail("grads", "a dict of gradient arrays", type(grads).__name__)
-    grads = {k: np.asarray(v, dtype=np.float64) for k, v in grads.items()}
-    if any(np.isnan(g).any() for g in grads.values()):
-        _fail("grads", "gradients without NaN", "NaN entries")
+    grads = _check_grads(grads)
     norm = _global_norm(grads)
     if np.isinf(norm):
         warnings.warn("clip_by_global_norm: the gradient norm overflowed; infinite entries share θ",
@@ -719,15 +726,154 @@ def random_params(d, h, q, *, rho=None, seed=0):
             "W_qh": rng.normal(0.0, 1.0 / np.sqrt(h), (q, h))}
 
 
+def clip_by_value(grads, c):
+    """Each entry clipped to [−c, c] (min-char-rnn clips to ±5): the direction of g changes as soon as
+    one entry is clipped, unlike `clip_by_global_norm` (chapter "Remedies")."""
+    c = _check_positive("c", c)
+    grads = _check_grads(grads)
+    return {k: np.clip(g, -c, c) for k, g in grads.items()}
+
+
+def recurrent_matrix(h, rho, *, kind="normal", coupling=1.0, seed=0):
+    """A W_hh with spectral radius `rho` whose eigenvalues all lie on the circle |λ| = rho
+    (chapter "Eigenvalue analysis").
+
+    W = rho · Q (R + N) Qᵀ with Q a random orthogonal matrix, R block diagonal with 2×2 rotation
+    blocks [[cos α, −sin α], [sin α, cos α]] (and a 1 for an odd h), and N = 0 for kind="normal" (then
+    W is rho times an orthogonal matrix) or, for kind="non-normal", strictly upper block triangular with
+    N(0, coupling²/h) entries. N does not change the eigenvalues (W is block triangular in the basis Q),
+    but it makes W non-normal: ‖W^n‖ can grow for a while although rho < 1. The same seed gives the
+    same Q, R and N for every rho, so rho only rescales W.
+    """
+    h = _check_int("h", h, 1)
+    rho = _check_positive("rho", rho)
+    kind = _check_choice("kind", kind, ("normal", "non-normal"))
+    coupling = _check_positive("coupling", coupling)
+    rng = np.random.default_rng(seed)
+    Q, r = np.linalg.qr(rng.normal(size=(h, h)))
+    Q *= np.sign(np.diag(r))
+    R = np.zeros((h, h))
+    for i, alpha in zip(range(0, h - 1, 2), rng.uniform(0.0, np.pi, h // 2)):
+        R[i:i + 2, i:i + 2] = [[np.cos(alpha), -np.sin(alpha)], [np.sin(alpha), np.cos(alpha)]]
+    if h % 2:
+        R[-1, -1] = 1.0
+    block = np.arange(h) // 2
+    N = rng.normal(0.0, coupling / np.sqrt(h), (h, h)) * (block[None, :] > block[:, None])
+    return rho * (Q @ (R + (kind == "non-normal") * N) @ Q.T)
+
+
+def power_norms(W, n):
+    """‖W^k‖₂ (largest singular value) for k = 0..n; +inf from the power that overflowed, with a
+    BPTTOverflowWarning. ‖W^k‖^(1/k) → ρ(W) (Gelfand), although ‖W^k‖ may first grow when W is non-normal."""
+    W = _check_square("W", W)
+    n = _check_int("n", n, 0)
+    norms = np.full(n + 1, np.inf)
+    P, over = np.eye(len(W)), _Overflow()
+    with np.errstate(all="ignore"):
+        for k in range(n + 1):
+            if not np.isfinite(P).all():
+                over.what.append("W^k")
+                break
+            norms[k] = np.linalg.norm(P, 2)
+            P = P @ W
+    over.warn()
+    return norms
+
+
+@dataclass
+class Training:
+    """What `train` recorded: the loss and the gradient norm (before clipping) at every step, the final
+    parameters, and `diverged_at`, the step whose loss or gradient overflowed (None if none did)."""
+    losses: np.ndarray
+    norms: np.ndarray
+    params: dict
+    diverged_at: int | None
+
+
+def train(params, batches, *, lr, clip=None, threshold=None, **kwargs):
+    """Plain gradient descent W ← W − lr·g on the batches (xs, ys) in turn, where g is the BPTT gradient,
+    optionally clipped first: clip="norm" (g ← min(1, θ/‖g‖) g with θ = threshold) or clip="value"
+    (each entry to ±threshold). kwargs go to `bptt` (chapter "Remedies").
+
+    Training stops at the first step whose loss or gradient overflows; that step is `diverged_at` and
+    one BPTTOverflowWarning reports it. Losses after it are +inf, never NaN.
+    """
+    lr = _check_positive("lr", lr)
+    if clip is not None:
+        clip = _check_choice("clip", clip, ("norm", "value"))
+        threshold = _check_positive("threshold", threshold)
+    p = {k: v.copy() for k, v in _check_params(params).items()}
+    batches = list(batches)
+    if not batches or not all(isinstance(b, (tuple, list)) and len(b) == 2 for b in batches):
+        _fail("batches", "a non-empty sequence of (xs, ys) pairs",
+              "an empty sequence" if not batches else "an item that is not a pair")
+    losses, norms = np.full(len(batches), np.inf), np.full(len(batches), np.inf)
+    for step, (xs, ys) in enumerate(batches):
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", BPTTOverflowWarning)
+            res = bptt(p, xs, ys, keep_dL_dh=False, **kwargs)
+            norms[step] = _global_norm(res.grads)
+        if not (np.isfinite(res.loss) and np.isfinite(norms[step])):
+            warnings.warn(f"train: the loss or the gradient overflowed at step {step}; training stopped",
+                          BPTTOverflowWarning, stacklevel=2)
+            return Training(losses, norms, p, step)
+        losses[step] = res.loss
+        g = res.grads
+        if clip == "norm":
+            g, _ = clip_by_global_norm(g, threshold)
+        elif clip == "value":
+            g = clip_by_value(g, threshold)
+        for name in PARAM_NAMES:
+            p[name] -= lr * g[name]
+    return Training(losses, norms, p, None)
+
+
 # --------------------------------------------------------------------------------------------
 # What the chapters draw: vanishing and exploding gradients.
 # --------------------------------------------------------------------------------------------
 
+def _row_norms(a):
+    """Euclidean norm of each a[t] (all axes but the first), without overflow for huge finite entries."""
+    a = a.reshape(len(a), -1)
+    with np.errstate(all="ignore"):
+        peak = np.max(np.abs(a), axis=1) if a.shape[1] else np.zeros(len(a))
+        safe = np.where(np.isfinite(peak) & (peak > 0), peak, 1.0)
+        norms = safe * np.sqrt(np.sum((a / safe[:, None]) ** 2, axis=1))
+    return np.where(np.isfinite(peak), np.where(peak > 0, norms, 0.0), np.inf)
+
+
 def gradient_norms(params, xs, ys, **kwargs):
     """‖dL/dh_t‖ for t = 1..T (Frobenius over batch and hidden units); kwargs go to `bptt`."""
-    dL_dh = bptt(params, xs, ys, **kwargs).dL_dh
-    with np.errstate(over="ignore"):
-        return np.sqrt(np.sum(dL_dh.reshape(len(dL_dh), -1) ** 2, axis=1))
+    return _row_norms(bptt(params, xs, ys, **kwargs).dL_dh)
+
+
+def gradient_profile(params, xs, u, *, h0=None, activation="tanh"):
+    """‖dℓ/dh_t‖ for t = 0..T of one sequence, for a loss at the last step only with dℓ/dh_T = u
+    (ℓ = uᵀh_T): dℓ/dh_{t-1} = J_tᵀ dℓ/dh_t, J_t = diag(φ'(a_t)) W_hh, so dℓ/dh_t = (∂h_T/∂h_t)ᵀ u;
+    with φ = identity, (W_hhᵀ)^{T-t} u (chapter "Eigenvalue analysis"). O(T·h²): fast enough for a widget.
+    +inf from the step where the product overflowed, with a BPTTOverflowWarning."""
+    p = _check_params(params)
+    xs = _check_xs(xs, p["W_hx"].shape[1])
+    if xs.ndim != 2:
+        _fail("xs", "one sequence of shape (T, d)", f"shape {xs.shape}")
+    activation = _check_choice("activation", activation, ACTIVATIONS)
+    h = p["W_hh"].shape[0]
+    u = _float_array("u", u)
+    if u.shape != (h,) or not _all_finite(u):
+        _fail("u", f"a finite vector of shape ({h},)", f"shape {u.shape}" if u.shape != (h,) else "non-finite entries")
+    dphi = None
+    if activation != "identity":                 # the identity's Jacobians do not depend on the states
+        dphi = _dphi(forward(p, xs, h0, activation).hs[1:], activation)
+    v = np.empty((len(xs) + 1, h))
+    v[-1] = u
+    over = _Overflow()
+    with np.errstate(all="ignore"):
+        for t in range(len(xs), 0, -1):
+            g = v[t] if dphi is None else dphi[t - 1] * v[t]
+            v[t - 1] = g @ p["W_hh"]
+        over.check("dℓ/dh_t", v)
+    over.warn()
+    return _row_norms(v)
 
 
 def _jacobian_steps(params, xs, h0, activation):

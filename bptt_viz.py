@@ -17,10 +17,16 @@ import io
 import itertools
 import json
 import os
+import warnings
 
 import matplotlib.pyplot as plt
 import numpy as np
+from matplotlib.backends.backend_agg import FigureCanvasAgg
+from matplotlib.figure import Figure
 from matplotlib.patches import Circle, FancyArrowPatch, FancyBboxPatch
+from matplotlib.ticker import LogLocator, NullLocator
+
+import bptt_core as bc
 
 _counter = itertools.count(1)
 
@@ -80,11 +86,13 @@ for the live version.</em></figcaption>
 
 
 def sweep(draw, controls, *, caption, fmt=None, start=None, live=None):
-    """Show `draw(**values)` (a function returning a matplotlib Figure) over a grid of values.
+    """Show a figure over a grid of values, one slider per control.
 
-    `controls`: {argument name: list of values}, one slider each; `fmt`: {name: format string} for
-    the labels; `start`: {name: index} of the first frame shown. Live ipywidgets sliders in a Jupyter
-    session, precomputed frames elsewhere (see the module doc).
+    `draw` is either a function returning a new matplotlib Figure for `draw(**values)`, or a view: an
+    object with `update(**values)` (which changes the data of one persistent figure) and `png()`.
+    `controls`: {argument name: list of values}; `fmt`: {name: format string} for the labels;
+    `start`: {name: index} of the first frame shown. Live ipywidgets sliders in a Jupyter session,
+    precomputed frames elsewhere (see the module doc).
     """
     from IPython.display import HTML, display
 
@@ -95,34 +103,154 @@ def sweep(draw, controls, *, caption, fmt=None, start=None, live=None):
             raise ValueError(f"controls['{n}']: expected at least one value, got none")
     fmt, start = fmt or {}, start or {}
     labels = {n: [fmt.get(n, n + " = {}").format(v) for v in values[n]] for n in names}
+    first = {n: values[n][start.get(n, 0)] for n in names}
     if is_live() if live is None else live:
-        _live_sweep(draw, names, values, labels, start, caption)
-        return
-    frames = [png_base64(draw(**dict(zip(names, combo))))
+        return _live_sweep(draw, names, values, labels, first, caption)
+    frames = [_frame(draw, dict(zip(names, combo)))
               for combo in itertools.product(*(values[n] for n in names))]
     controls_view = [(n, labels[n], start.get(n, 0)) for n in names]
     display(HTML(frames_html(frames, controls_view, caption=caption)))
+    return None
 
 
-def _live_sweep(draw, names, values, labels, start, caption):
+def _frame(draw, values):
+    if hasattr(draw, "update"):
+        draw.update(**values)
+        return base64.b64encode(draw.png()).decode("ascii")
+    return png_base64(draw(**values))
+
+
+def _live_sweep(draw, names, values, labels, first, caption):
+    """ipywidgets sliders; a view is redrawn in place into an Image widget, a function into an Output."""
     import ipywidgets as widgets
     from IPython.display import HTML, display
 
-    sliders = [widgets.SelectionSlider(options=list(zip(labels[n], values[n])), value=values[n][start.get(n, 0)],
-                                       description=n, continuous_update=False) for n in names]
-    out = widgets.Output()
+    sliders = [widgets.SelectionSlider(options=list(zip(labels[n], values[n])), value=first[n],
+                                       description=n, continuous_update=hasattr(draw, "update"))
+               for n in names]
+    view = widgets.Image(format="png") if hasattr(draw, "update") else widgets.Output()
 
     def show(change=None):
-        with out:
-            out.clear_output(wait=True)
-            fig = draw(**{n: s.value for n, s in zip(names, sliders)})
+        chosen = {n: s.value for n, s in zip(names, sliders)}
+        if hasattr(draw, "update"):
+            draw.update(**chosen)
+            view.value = draw.png()
+            return
+        with view:
+            view.clear_output(wait=True)
+            fig = draw(**chosen)
             display(fig)
             plt.close(fig)
 
     for s in sliders:
         s.observe(show, names="value")
     show()
-    display(widgets.VBox([*sliders, out]), HTML(f"<p>{html.escape(caption)}</p>"))
+    box = widgets.VBox([*sliders, view])
+    display(box, HTML(f"<p>{html.escape(caption)}</p>"))
+    return box
+
+
+# --------------------------------------------------------------------------------------------
+# The spectral-radius view (chapter "Eigenvalue analysis").
+# --------------------------------------------------------------------------------------------
+
+class SpectralView:
+    """Eigenvalues of W_hh in the complex plane and ‖dℓ/dh_t‖ against t (log axis), for a loss at the
+    last step with ‖dℓ/dh_T‖ = 1 (`bptt_core.gradient_profile`).
+
+    One persistent figure. `update` recomputes, sets the data of the few artists that change and draws
+    only those over a cached background (axes, ticks, labels: drawn once per T); nothing is rebuilt.
+    W_hh = ρ·`bptt_core.recurrent_matrix(h, 1, kind=...)`: "normal" (ρ times an orthogonal matrix) or
+    "non-normal" (the same eigenvalues plus a strictly upper block-triangular coupling).
+    """
+
+    YLIM = (1e-20, 1e20)
+
+    def __init__(self, h=64, d=8, T_max=1000, coupling=2.5, input_scale=0.5, seed=0, dpi=80):
+        rng = np.random.default_rng(seed)
+        self.T_max = T_max
+        self.xs = input_scale * rng.normal(size=(T_max, d))
+        self.W_hx = rng.normal(0.0, 1.0 / np.sqrt(d), (h, d))
+        self.u = rng.normal(size=h)
+        self.u /= np.linalg.norm(self.u)
+        self.base = {k: bc.recurrent_matrix(h, 1.0, kind=k, coupling=coupling, seed=seed + 1)
+                     for k in ("normal", "non-normal")}
+        self.eigs = {k: np.linalg.eigvals(W) for k, W in self.base.items()}
+        fig = Figure(figsize=(7.4, 3.0), dpi=dpi)      # not pyplot's: no automatic display or closing
+        FigureCanvasAgg(fig)
+        ax_eig, ax = fig.subplots(1, 2, width_ratios=(1, 2.1))
+        fig.subplots_adjust(left=0.08, right=0.98, bottom=0.16, top=0.86, wspace=0.3)
+        angle = np.linspace(0.0, 2 * np.pi, 200)
+        ax_eig.plot(np.cos(angle), np.sin(angle), color="0.5", lw=0.8, label="unit circle")
+        ax_eig.set(xlim=(-2.1, 2.1), ylim=(-2.1, 2.1), aspect="equal", xlabel="Re λ", ylabel="Im λ")
+        ax.set(yscale="log", ylim=self.YLIM, xlabel="t", ylabel=r"$\|d\ell/dh_t\|$")
+        ax.yaxis.set_major_locator(LogLocator(base=1e5, numticks=10))
+        ax.yaxis.set_minor_locator(NullLocator())
+        ax.axhline(1.0, color="0.85", lw=0.6, zorder=0)
+        self._changing = [
+            ax_eig.plot([], [], ".", ms=4, color="C0", label=r"$\lambda_i(W_{hh})$")[0],
+            ax.plot([], [], color="C3", lw=1.4, label=r"$\|d\ell/dh_t\|$")[0],
+            ax.plot([], [], "--", color="0.4", lw=1.0, label=r"$\rho^{T-t}$")[0],
+            ax.text(0.02, 0.04, "", transform=ax.transAxes, fontsize=8, color="C3"),
+            fig.text(0.02, 0.95, "", ha="left", fontsize=9),
+        ]
+        self._eig_dots, self._line, self._guide, self._note, self._title = self._changing
+        for artist in self._changing:
+            artist.set_animated(True)              # left out of full draws; drawn by update
+        ax_eig.legend(loc="lower left", fontsize=7, frameon=False)
+        fig.legend(handles=self._changing[1:3], loc="upper right", ncol=2, fontsize=8, frameon=False,
+                   bbox_to_anchor=(0.99, 0.99))
+        self.figure, self._ax, self._backgrounds, self.last = fig, ax, {}, None
+
+    def _background(self, T):
+        """The figure without the changing artists, for this T's x-axis (cached)."""
+        if T not in self._backgrounds:
+            self._ax.set_xlim(0, T)
+            self.figure.canvas.draw()
+            self._backgrounds[T] = self.figure.canvas.copy_from_bbox(self.figure.bbox)
+        return self._backgrounds[T]
+
+    def update(self, rho=1.0, T=200, activation="identity", kind="normal"):
+        """Recompute for these controls and redraw in place; `self.last` keeps the numbers drawn."""
+        if isinstance(T, bool) or not isinstance(T, (int, np.integer)) or not 1 <= T <= self.T_max:
+            raise ValueError(f"T: expected an integer in [1, {self.T_max}], got {T!r}")
+        if kind not in self.base:
+            raise ValueError(f"kind: expected one of {list(self.base)}, got {kind!r}")
+        params = {"W_hx": self.W_hx, "W_hh": rho * self.base[kind], "W_qh": np.eye(1, len(self.u))}
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always", bc.BPTTOverflowWarning)
+            norms = bc.gradient_profile(params, self.xs[:T], self.u, activation=activation)
+        overflowed = ~np.isfinite(norms)
+        t = np.arange(T + 1)
+        lo, hi = self.YLIM
+        self._line.set_data(t, np.clip(norms, lo / 10, hi * 10))       # off the axis, never inf or NaN
+        with np.errstate(under="ignore", over="ignore"):
+            self._guide.set_data(t, np.clip(rho ** (T - t.astype(float)), lo / 10, hi * 10))
+        eig = rho * self.eigs[kind]
+        self._eig_dots.set_data(eig.real, eig.imag)
+        self._title.set_text(f"ρ = {rho:.2f}, {kind} $W_{{hh}}$, {activation}, T = {T}")
+        if overflowed.any():
+            note = f"overflow: ‖dℓ/dh_t‖ > 1.8e308 for t ≤ {int(np.flatnonzero(overflowed).max())}"
+        elif not lo <= norms[0] <= hi:
+            note = f"‖dℓ/dh_0‖ = {norms[0]:.1e}, off the axis"
+        else:
+            note = ""
+        self._note.set_text(note)
+        canvas = self.figure.canvas
+        canvas.restore_region(self._background(T))
+        for artist in self._changing:
+            self.figure.draw_artist(artist)
+        self.last = {"norms": norms, "overflow": bool(overflowed.any() or caught), "note": note}
+        return self
+
+    def png(self):
+        """The figure as drawn by the last update, as PNG bytes (the figure stays open)."""
+        from PIL import Image
+
+        buf = io.BytesIO()
+        image = Image.fromarray(np.asarray(self.figure.canvas.buffer_rgba())).convert("RGB")
+        image.quantize(64, method=Image.Quantize.FASTOCTREE).save(buf, "png")  # a palette: 3× smaller
+        return buf.getvalue()
 
 
 # --------------------------------------------------------------------------------------------
@@ -206,3 +334,21 @@ def draw_unrolled_graph(T=3, highlight=None, ax=None):
     ax.set_aspect("equal")
     ax.axis("off")
     return ax.figure
+
+
+def spectral_widget(view=None):
+    """The book's signature view (chapter "Eigenvalue analysis"): ρ, activation and kind of W_hh as
+    sliders; live, T too (and ρ up to 2). On the static page T is 200 and ρ runs over 0.5..1.5."""
+    view = view or SpectralView()
+    live = is_live()
+    rhos = np.round(np.arange(0.5, 2.0 + 1e-9 if live else 1.5 + 1e-9, 0.05 if live else 0.1), 2)
+    controls = {"rho": list(rhos), "activation": ["identity", "tanh"], "kind": ["normal", "non-normal"]}
+    if live:
+        controls["T"] = [50, 100, 200, 500, 1000]
+    return sweep(view, controls, live=live, fmt={"rho": "ρ = {:.2f}", "activation": "{}", "kind": "{}", "T": "T = {}"},
+                 start={"rho": int(np.flatnonzero(rhos == 1.0)[0]), "T": 2},
+                 caption="The eigenvalues of W_hh (left) and the norm of the gradient that a loss at the last "
+                         "step sends back to h_t (right, log scale). Drag ρ across 1: the red line tilts from "
+                         "vanishing (it falls to the left) to exploding (it rises to the left). The dashed "
+                         "line is ρ^(T−t), what the eigenvalues alone predict; compare it with the non-normal "
+                         "matrix and with tanh.")

@@ -74,6 +74,21 @@ def test_bad_input_to_bptt_names_argument_expected_and_received(change, message)
     (lambda: bc.jacobian_norms(P, np.ones((5, 2, 3))), r"xs: expected one sequence of shape \(T, d\), got shape \(5, 2, 3\)"),
     (lambda: bc.forward(P, XS, activation="sigmoid"), r"activation: expected one of"),
     (lambda: bc.random_params(0, 2, 2), r"d: expected an integer >= 1, got 0"),
+    (lambda: bc.clip_by_value(P, -5), r"c: expected a finite real number > 0, got -5"),
+    (lambda: bc.clip_by_value({"a": np.array([np.nan])}, 1.0), r"grads: expected gradients without NaN"),
+    (lambda: bc.recurrent_matrix(4, 1.0, kind="skew"), r"kind: expected one of \['normal', 'non-normal'\], got 'skew'"),
+    (lambda: bc.recurrent_matrix(0, 1.0), r"h: expected an integer >= 1, got 0"),
+    (lambda: bc.recurrent_matrix(4, float("inf")), r"rho: expected a finite real number > 0, got inf"),
+    (lambda: bc.power_norms(np.ones((2, 3)), 4), r"W: expected a non-empty square matrix, got shape \(2, 3\)"),
+    (lambda: bc.power_norms(np.eye(2), -1), r"n: expected an integer >= 0, got -1"),
+    (lambda: bc.gradient_profile(P, XS, np.ones(3)), r"u: expected a finite vector of shape \(4,\), got shape \(3,\)"),
+    (lambda: bc.gradient_profile(P, XS, np.full(4, np.inf)), r"u: expected finite values, got 4 non-finite"),
+    (lambda: bc.gradient_profile(P, np.ones((5, 2, 3)), np.ones(4)), r"xs: expected one sequence of shape \(T, d\)"),
+    (lambda: bc.train(P, [(XS, YS)], lr=0.0), r"lr: expected a finite real number > 0, got 0.0"),
+    (lambda: bc.train(P, [(XS, YS)], lr=0.1, clip="norm"), r"threshold: expected a finite real number > 0, got None"),
+    (lambda: bc.train(P, [(XS, YS)], lr=0.1, clip="sign", threshold=1.0), r"clip: expected one of \['norm', 'value'\], got 'sign'"),
+    (lambda: bc.train(P, [], lr=0.1), r"batches: expected a non-empty sequence of \(xs, ys\) pairs, got an empty sequence"),
+    (lambda: bc.train(P, [XS], lr=0.1), r"batches: expected .*got an item that is not a pair"),
 ], ids=lambda v: "" if callable(v) else v[:40])
 def test_bad_input_elsewhere(make, message):
     with pytest.raises(ValueError, match=message):
