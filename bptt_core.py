@@ -680,10 +680,7 @@ def with_spectral_radius(W, rho):
 
 def _global_norm(grads):
     """‖g‖ = sqrt(Σ_W ‖dL/dW‖²), computed without overflow for huge finite entries."""
-    peak = max(float(np.max(np.abs(g))) if np.size(g) else 0.0 for g in grads.values())
-    if peak == 0.0 or not np.isfinite(peak):
-        return peak
-    return peak * float(np.sqrt(sum(np.sum((g / peak) ** 2) for g in grads.values())))
+    return float(_row_norms(np.concatenate([np.ravel(g) for g in grads.values()])[None])[0])
 
 
 def _check_grads(grads):
@@ -767,15 +764,22 @@ def power_norms(W, n):
     BPTTOverflowWarning. ‖W^k‖^(1/k) → ρ(W) (Gelfand), although ‖W^k‖ may first grow when W is non-normal."""
     W = _check_square("W", W)
     n = _check_int("n", n, 0)
-    norms = np.full(n + 1, np.inf)
-    P, over = np.eye(len(W)), _Overflow()
+    return _product_norms(np.broadcast_to(W, (n,) + W.shape), "W^k")
+
+
+def _product_norms(factors, what):
+    """‖F_1 F_2 ··· F_k‖₂ for k = 0..len(factors) (k = 0: the identity); +inf from the product that
+    overflowed, with one BPTTOverflowWarning naming `what`."""
+    norms = np.full(len(factors) + 1, np.inf)
+    P, over = np.eye(factors.shape[-1]), _Overflow()
     with np.errstate(all="ignore"):
-        for k in range(n + 1):
+        for k in range(len(factors) + 1):
             if not np.isfinite(P).all():
-                over.what.append("W^k")
+                over.what.append(what)
                 break
             norms[k] = np.linalg.norm(P, 2)
-            P = P @ W
+            if k < len(factors):
+                P = P @ factors[k]
     over.warn()
     return norms
 
@@ -809,19 +813,19 @@ def train(params, batches, *, lr, clip=None, threshold=None, **kwargs):
               "an empty sequence" if not batches else "an item that is not a pair")
     losses, norms = np.full(len(batches), np.inf), np.full(len(batches), np.inf)
     for step, (xs, ys) in enumerate(batches):
-        with warnings.catch_warnings():
+        with warnings.catch_warnings():          # overflow is reported once, below
             warnings.simplefilter("ignore", BPTTOverflowWarning)
             res = bptt(p, xs, ys, keep_dL_dh=False, **kwargs)
-            norms[step] = _global_norm(res.grads)
+            if clip == "norm":
+                g, norms[step] = clip_by_global_norm(res.grads, threshold)
+            else:
+                g, norms[step] = res.grads, _global_norm(res.grads)
         if not (np.isfinite(res.loss) and np.isfinite(norms[step])):
             warnings.warn(f"train: the loss or the gradient overflowed at step {step}; training stopped",
                           BPTTOverflowWarning, stacklevel=2)
             return Training(losses, norms, p, step)
         losses[step] = res.loss
-        g = res.grads
-        if clip == "norm":
-            g, _ = clip_by_global_norm(g, threshold)
-        elif clip == "value":
+        if clip == "value":
             g = clip_by_value(g, threshold)
         for name in PARAM_NAMES:
             p[name] -= lr * g[name]
@@ -852,36 +856,38 @@ def gradient_profile(params, xs, u, *, h0=None, activation="tanh"):
     (ℓ = uᵀh_T): dℓ/dh_{t-1} = J_tᵀ dℓ/dh_t, J_t = diag(φ'(a_t)) W_hh, so dℓ/dh_t = (∂h_T/∂h_t)ᵀ u;
     with φ = identity, (W_hhᵀ)^{T-t} u (chapter "Eigenvalue analysis"). O(T·h²): fast enough for a widget.
     +inf from the step where the product overflowed, with a BPTTOverflowWarning."""
-    p = _check_params(params)
-    xs = _check_xs(xs, p["W_hx"].shape[1])
-    if xs.ndim != 2:
-        _fail("xs", "one sequence of shape (T, d)", f"shape {xs.shape}")
+    p, xs = _check_sequence(params, xs)
     activation = _check_choice("activation", activation, ACTIVATIONS)
     h = p["W_hh"].shape[0]
-    u = _float_array("u", u)
-    if u.shape != (h,) or not _all_finite(u):
-        _fail("u", f"a finite vector of shape ({h},)", f"shape {u.shape}" if u.shape != (h,) else "non-finite entries")
+    u = _float_array("u", u)                     # (finite values checked there)
+    if u.shape != (h,):
+        _fail("u", f"a vector of shape ({h},)", f"shape {u.shape}")
     dphi = None
     if activation != "identity":                 # the identity's Jacobians do not depend on the states
         dphi = _dphi(forward(p, xs, h0, activation).hs[1:], activation)
-    v = np.empty((len(xs) + 1, h))
+    v = np.zeros((len(xs) + 1, h))
     v[-1] = u
     over = _Overflow()
     with np.errstate(all="ignore"):
-        for t in range(len(xs), 0, -1):
-            g = v[t] if dphi is None else dphi[t - 1] * v[t]
-            v[t - 1] = g @ p["W_hh"]
+        _, delta = _backprop_states(p["W_hh"], v[1:], dphi, None)      # v[t] = dℓ/dh_t, t = 1..T
+        v[0] = delta[0] @ p["W_hh"]
         over.check("dℓ/dh_t", v)
     over.warn()
     return _row_norms(v)
 
 
-def _jacobian_steps(params, xs, h0, activation):
-    """J_t = ∂h_t/∂h_{t-1} = diag(φ'(a_t)) W_hh for t = 1..T of one sequence."""
+def _check_sequence(params, xs):
+    """Checked params and xs, where xs must be one sequence (T, d), not a batch."""
     p = _check_params(params)
     xs = _check_xs(xs, p["W_hx"].shape[1])
     if xs.ndim != 2:
         _fail("xs", "one sequence of shape (T, d)", f"shape {xs.shape}")
+    return p, xs
+
+
+def _jacobian_steps(params, xs, h0, activation):
+    """J_t = ∂h_t/∂h_{t-1} = diag(φ'(a_t)) W_hh for t = 1..T of one sequence."""
+    p, xs = _check_sequence(params, xs)
     fw = forward(p, xs, h0, activation)
     dphi = _dphi(fw.hs[1:], activation)
     if dphi is None:
@@ -909,14 +915,4 @@ def jacobian_norms(params, xs, *, h0=None, activation="tanh"):
     """‖∂h_T/∂h_t‖₂ (largest singular value) for t = 0..T, with ∂h_T/∂h_{t-1} = (∂h_T/∂h_t) J_t;
     +inf from the step where the product overflowed."""
     J = _jacobian_steps(params, xs, h0, activation)
-    norms = np.full(len(J) + 1, np.inf)
-    P, over = np.eye(J.shape[-1]), _Overflow()
-    with np.errstate(all="ignore"):
-        for t in range(len(J), -1, -1):
-            if not np.isfinite(P).all():
-                over.what.append("∂h_T/∂h_t")
-                break
-            norms[t] = np.linalg.norm(P, 2)
-            P = P @ J[t - 1] if t else P
-    over.warn()
-    return norms
+    return _product_norms(J[::-1], "∂h_T/∂h_t")[::-1]           # J_T, J_T J_{T-1}, ...

@@ -230,7 +230,8 @@ class SpectralView:
         self._eig_dots.set_data(eig.real, eig.imag)
         self._title.set_text(f"ρ = {rho:.2f}, {kind} $W_{{hh}}$, {activation}, T = {T}")
         if overflowed.any():
-            note = f"overflow: ‖dℓ/dh_t‖ > 1.8e308 for t ≤ {int(np.flatnonzero(overflowed).max())}"
+            note = (f"overflow: ‖dℓ/dh_t‖ > {np.finfo(float).max:.1e} "
+                    f"for t ≤ {int(np.flatnonzero(overflowed).max())}")
         elif not lo <= norms[0] <= hi:
             note = f"‖dℓ/dh_0‖ = {norms[0]:.1e}, off the axis"
         else:
@@ -341,7 +342,7 @@ def spectral_widget(view=None):
     sliders; live, T too (and ρ up to 2). On the static page T is 200 and ρ runs over 0.5..1.5."""
     view = view or SpectralView()
     live = is_live()
-    rhos = np.round(np.arange(0.5, 2.0 + 1e-9 if live else 1.5 + 1e-9, 0.05 if live else 0.1), 2)
+    rhos = np.round(np.linspace(0.5, 2.0, 31) if live else np.linspace(0.5, 1.5, 11), 2)
     controls = {"rho": list(rhos), "activation": ["identity", "tanh"], "kind": ["normal", "non-normal"]}
     if live:
         controls["T"] = [50, 100, 200, 500, 1000]
