@@ -31,7 +31,7 @@ __all__ = [
     "spectral_radius", "with_spectral_radius", "clip_by_global_norm",
     "gradient_norms", "gradient_profile", "state_jacobian", "jacobian_norms", "connectivity",
     "backprop_states", "state_sensitivities", "rtrl",
-    "recurrent_matrix", "power_norms", "clip_by_value", "train", "Training",
+    "recurrent_matrix", "power_norms", "clip_by_value", "train", "Training", "Workspace",
 ]
 
 ACTIVATIONS = ("identity", "tanh")
@@ -195,22 +195,27 @@ def _phi(a, activation):
     return np.tanh(a) if activation == "tanh" else a
 
 
-def _dphi(hs, activation):
-    """φ'(a_t) from h_t: 1 − h_t² for tanh; None (meaning 1) for identity."""
+def _dphi(hs, activation, out=None):
+    """φ'(a_t) from h_t: 1 − h_t² for tanh; None (meaning 1) for identity. Written into `out` if given."""
     if activation != "tanh":
         return None
-    out = np.multiply(hs, hs)
+    out = np.multiply(hs, hs, out=out)
     return np.subtract(1.0, out, out=out)
 
 
-def _states(W_hx, W_hh, xs, h0, activation):
-    """h_t = φ(W_hx x_t + W_hh h_{t-1}), t = 1..T; returns hs with hs[0] = h0.
+def _rows(a):
+    """`a` as a 2-D array of rows (time and batch folded together), so that one product covers all t."""
+    return a.reshape(-1, a.shape[-1])
+
+
+def _states(W_hx, W_hh, xs, h0, activation, out=None):
+    """h_t = φ(W_hx x_t + W_hh h_{t-1}), t = 1..T; returns hs with hs[0] = h0 (written into `out` if given).
 
     The input projection W_hx x_t is one matrix product for all t; only the recurrence loops.
     """
-    hs = np.empty((xs.shape[0] + 1,) + h0.shape)
+    hs = np.empty((xs.shape[0] + 1,) + h0.shape) if out is None else out
     hs[0] = h0
-    np.matmul(xs, W_hx.T, out=hs[1:])
+    np.matmul(_rows(xs), W_hx.T, out=_rows(hs[1:]))
     step = np.empty(h0.shape)
     for t in range(1, len(hs)):
         hs[t] += np.matmul(hs[t - 1], W_hh.T, out=step)
@@ -234,13 +239,14 @@ def forward(params, xs, h0=None, activation="tanh"):
 
 
 def _softmax_ce(os, ys, mask=None):
-    """l = −log ŷ[y] with ŷ = softmax(o); ∂l/∂o = ŷ − onehot(y). An infinite logit gives the limit.
-    Steps where `mask` is False contribute neither loss nor gradient."""
+    """l = −log ŷ[y] with ŷ = softmax(o); ∂l/∂o = ŷ − onehot(y), written over `os`. An infinite logit
+    gives the limit. Steps where `mask` is False contribute neither loss nor gradient."""
     hi, lo = os.max(), os.min()
+    z = os
     if hi - lo < 600.0:                      # one shift for all rows: exp cannot overflow or reach 0
-        z = os - hi
+        z -= hi
     else:                                    # per-row shift; inf − inf marks a tie with an infinite max
-        z = os - os.max(axis=-1, keepdims=True)
+        z -= os.max(axis=-1, keepdims=True)
         z[np.isnan(z)] = 0.0
     rows = z.reshape(-1, z.shape[-1])
     label = (np.arange(len(rows)), ys.ravel())
@@ -258,9 +264,9 @@ def _softmax_ce(os, ys, mask=None):
 
 def _loss_terms(os, ys, loss, mask=None):
     """(Σ l(o_t, y_t), ∂l/∂o_t for every t): softmax_ce: −log ŷ[y], ∂l/∂o = ŷ − onehot(y);
-    mse: ½‖o − y‖², ∂l/∂o = o − y. Steps where `mask` is False count for nothing."""
+    mse: ½‖o − y‖², ∂l/∂o = o − y. ∂l/∂o is written over `os`. Steps where `mask` is False count for nothing."""
     if loss == "mse":
-        r = os - ys
+        r = np.subtract(os, ys, out=os)
         if mask is not None:
             r *= mask[..., None]
         return 0.5 * float(np.sum(r * r)), r
@@ -398,6 +404,44 @@ class Gradient:
     dL_dh: np.ndarray | None
 
 
+class Workspace:
+    """Work arrays that `bptt` reuses from one call to the next: pass the same one to every call of a
+    training loop (`train` does), one workspace per thread.
+
+    Without one, each call allocates its hidden states, outputs and φ'(a_t) afresh. glibc hands
+    multi-megabyte blocks back to the operating system when they are freed, so the next call
+    page-faults them in again: about 14% of a call at the size of benchmarks/bench_speed.py. With one,
+    they are allocated once per shape. Nothing `bptt` returns shares memory with a workspace; it holds
+    the arrays of the last problem it served until it is dropped.
+    """
+
+    def __init__(self):
+        self._arrays = {}
+
+    def array(self, name, shape):
+        """An uninitialised float64 array of this shape, the same one as last time if the shape is unchanged."""
+        a = self._arrays.get(name)
+        if a is None or a.shape != shape:
+            a = self._arrays[name] = np.empty(shape)
+        return a
+
+
+class _Fresh:
+    """The workspace of a call that was given none: every array is new (used as the class itself)."""
+
+    @staticmethod
+    def array(name, shape):
+        return np.empty(shape)
+
+
+def _check_workspace(workspace):
+    if workspace is None:
+        return _Fresh
+    if not isinstance(workspace, Workspace):
+        _fail("workspace", "None or a bptt_core.Workspace", type(workspace).__name__)
+    return workspace
+
+
 def _backprop_states(W_hh, dL_dh, dphi, weights):
     """dL/dh_t = W_qhᵀ ∂L/∂o_t + w_{t+1} W_hhᵀ δ_{t+1}, δ_t = φ'(a_t) ⊙ dL/dh_t, from t = T down to 1.
 
@@ -420,23 +464,36 @@ def _backprop_states(W_hh, dL_dh, dphi, weights):
 def _weight_grads(xs, hs, dL_do, delta):
     """dL/dW_qh = Σ_t ∂L/∂o_t h_tᵀ, dL/dW_hx = Σ_t δ_t x_tᵀ, dL/dW_hh = Σ_t δ_t h_{t-1}ᵀ,
     with δ_t = dL/da_t = φ'(a_t) ⊙ dL/dh_t; each sum over t (and b) is one matrix product."""
-    h, q, d = hs.shape[-1], dL_do.shape[-1], xs.shape[-1]
-    delta = delta.reshape(-1, h)
-    return {"W_hx": delta.T @ xs.reshape(-1, d),
-            "W_hh": delta.T @ hs[:-1].reshape(-1, h),
-            "W_qh": dL_do.reshape(-1, q).T @ hs[1:].reshape(-1, h)}
+    delta = _rows(delta)
+    return {"W_hx": delta.T @ _rows(xs),
+            "W_hh": delta.T @ _rows(hs[:-1]),
+            "W_qh": _rows(dL_do).T @ _rows(hs[1:])}
 
 
-def _chunk(p, xs, ys, h0, activation, loss, scale, weights, mask=None):
+def _forward_for_backward(p, xs, ys, h0, activation, loss, scale, mask, ws, keep_dL_dh):
+    """The forward pass and what every backward pass starts from: (hs, Σ l, ∂L/∂o_t = ∂l/∂o_t / (T·B),
+    φ'(a_t) or None, and W_qhᵀ ∂L/∂o_t, the direct part of dL/dh_t, in a fresh array if it is kept)."""
+    lead, h = xs.shape[:-1], h0.shape[-1]
+    hs = _states(p["W_hx"], p["W_hh"], xs, h0, activation, out=ws.array("hs", (lead[0] + 1,) + h0.shape))
+    os = ws.array("os", lead + (p["W_qh"].shape[0],))
+    np.matmul(_rows(hs[1:]), p["W_qh"].T, out=_rows(os))
+    total, dL_do = _loss_terms(os, ys, loss, mask)
+    dL_do *= scale
+    dL_dh = np.empty(lead + (h,)) if keep_dL_dh else ws.array("dL_dh", lead + (h,))
+    np.matmul(_rows(dL_do), p["W_qh"], out=_rows(dL_dh))
+    dphi = _dphi(hs[1:], activation, out=ws.array("dphi", lead + (h,))) if activation == "tanh" else None
+    return hs, total, dL_do, dphi, dL_dh
+
+
+def _chunk(p, xs, ys, h0, activation, loss, scale, weights, mask, ws, keep_dL_dh):
     """Forward then backward over one stretch of steps that starts from the constant h0.
 
     Returns (Σ l, grads, dL/dh, last state). Full BPTT is one chunk of length T.
     """
-    hs = _states(p["W_hx"], p["W_hh"], xs, h0, activation)
-    total, dL_do = _loss_terms(hs[1:] @ p["W_qh"].T, ys, loss, mask)
-    dL_do *= scale                                          # ∂L/∂o_t = ∂l/∂o_t / (T·B)
-    dL_dh, delta = _backprop_states(p["W_hh"], dL_do @ p["W_qh"], _dphi(hs[1:], activation), weights)
-    return total, _weight_grads(xs, hs, dL_do, delta), dL_dh, hs[-1]
+    hs, total, dL_do, dphi, dL_dh = _forward_for_backward(p, xs, ys, h0, activation, loss, scale, mask, ws,
+                                                          keep_dL_dh)
+    dL_dh, delta = _backprop_states(p["W_hh"], dL_dh, dphi, weights)
+    return total, _weight_grads(xs, hs, dL_do, delta), dL_dh, hs[-1].copy()
 
 
 def _sliding_states(W_hh, dL_dh, dphi, k):
@@ -452,13 +509,11 @@ def _sliding_states(W_hh, dL_dh, dphi, k):
     return dL_dh
 
 
-def _bptt_sliding(p, xs, ys, h0, activation, loss, scale, k, mask=None):
-    hs = _states(p["W_hx"], p["W_hh"], xs, h0, activation)
-    total, dL_do = _loss_terms(hs[1:] @ p["W_qh"].T, ys, loss, mask)
-    dL_do *= scale
-    dphi = _dphi(hs[1:], activation)
-    dL_dh = _sliding_states(p["W_hh"], dL_do @ p["W_qh"], dphi, k)
-    delta = dL_dh if dphi is None else dL_dh * dphi
+def _bptt_sliding(p, xs, ys, h0, activation, loss, scale, k, mask, ws, keep_dL_dh):
+    hs, total, dL_do, dphi, dL_dh = _forward_for_backward(p, xs, ys, h0, activation, loss, scale, mask, ws,
+                                                          keep_dL_dh)
+    dL_dh = _sliding_states(p["W_hh"], dL_dh, dphi, k)
+    delta = dL_dh if dphi is None else np.multiply(dL_dh, dphi, out=dphi)
     return total, _weight_grads(xs, hs, dL_do, delta), dL_dh
 
 
@@ -468,7 +523,7 @@ def _add_grads(acc, g):
 
 
 def bptt(params, xs, ys, *, activation="tanh", loss="softmax_ce", h0=None, truncation=None,
-         keep_dL_dh=True, mask=None):
+         keep_dL_dh=True, mask=None, workspace=None):
     """Loss, gradients and dL/dh_t by backpropagation through time (chapter "BPTT in detail").
 
     dL/dh_T = W_qhᵀ ∂L/∂o_T; dL/dh_t = W_qhᵀ ∂L/∂o_t + W_hhᵀ (φ'(a_{t+1}) ⊙ dL/dh_{t+1});
@@ -477,20 +532,24 @@ def bptt(params, xs, ys, *, activation="tanh", loss="softmax_ce", h0=None, trunc
     `truncation`: None (full BPTT), Subsequence(k), Sliding(k) or Randomized(pi); the forward pass is
     never truncated. `keep_dL_dh=False` drops dL/dh (so Subsequence runs in memory independent of T).
     `mask` (boolean, shape (T, [B])): only those steps carry a loss, and L is their mean.
+    `workspace`: a `Workspace` whose arrays are reused across calls (a training loop's speed-up).
     """
     p, xs, ys, h0, activation, loss = _check_problem(params, xs, ys, h0, activation, loss)
     truncation = _check_truncation(truncation)
     mask = _check_mask(mask, xs.shape[:-1])
+    ws = _check_workspace(workspace)
     T, scale = xs.shape[0], _mean_scale(xs, mask)
     with np.errstate(all="ignore"):
         if isinstance(truncation, Sliding) and truncation.k < T:
-            total, grads, dL_dh = _bptt_sliding(p, xs, ys, h0, activation, loss, scale, truncation.k, mask)
+            total, grads, dL_dh = _bptt_sliding(p, xs, ys, h0, activation, loss, scale, truncation.k, mask,
+                                                ws, keep_dL_dh)
         elif isinstance(truncation, Subsequence) and truncation.k < T:
             total, grads, dL_dh = _bptt_chunks(p, xs, ys, h0, activation, loss, scale, truncation.k,
-                                               keep_dL_dh, mask)
+                                               keep_dL_dh, mask, ws)
         else:
             weights = truncation.step_weights(T) if isinstance(truncation, Randomized) else None
-            total, grads, dL_dh, _ = _chunk(p, xs, ys, h0, activation, loss, scale, weights, mask)
+            total, grads, dL_dh, _ = _chunk(p, xs, ys, h0, activation, loss, scale, weights, mask, ws,
+                                            keep_dL_dh)
         result = Gradient(float(total * scale), grads, dL_dh if keep_dL_dh else None)
         if not (np.isfinite(result.loss) and all(_all_finite(g) for g in grads.values())):
             _report_overflow(result)
@@ -512,7 +571,7 @@ def _report_overflow(result):
     over.warn()
 
 
-def _bptt_chunks(p, xs, ys, h0, activation, loss, scale, k, keep_dL_dh, mask=None):
+def _bptt_chunks(p, xs, ys, h0, activation, loss, scale, k, keep_dL_dh, mask, ws):
     """Subsequence(k): run `_chunk` on steps 1..k, k+1..2k, ...; h at a boundary is passed on as a value."""
     grads = {name: np.zeros_like(p[name]) for name in PARAM_NAMES}
     dL_dh = np.empty(xs.shape[:-1] + (p["W_hh"].shape[0],)) if keep_dL_dh else None
@@ -520,7 +579,8 @@ def _bptt_chunks(p, xs, ys, h0, activation, loss, scale, k, keep_dL_dh, mask=Non
     for start in range(0, xs.shape[0], k):
         part = slice(start, start + k)
         c_mask = None if mask is None else mask[part]
-        c_total, c_grads, c_dL_dh, h = _chunk(p, xs[part], ys[part], h, activation, loss, scale, None, c_mask)
+        c_total, c_grads, c_dL_dh, h = _chunk(p, xs[part], ys[part], h, activation, loss, scale, None, c_mask,
+                                              ws, False)
         total += c_total
         _add_grads(grads, c_grads)
         if keep_dL_dh:
@@ -545,9 +605,8 @@ def backprop_states(params, xs, dL_dh_direct, *, h0=None, activation="tanh"):
     with np.errstate(all="ignore"):
         hs = _states(p["W_hx"], p["W_hh"], xs, h0, activation)
         dL_dh, delta = _backprop_states(p["W_hh"], direct.copy(), _dphi(hs[1:], activation), None)
-        h = hs.shape[-1]
-        d2 = delta.reshape(-1, h)
-        grads = {"W_hx": d2.T @ xs.reshape(-1, xs.shape[-1]), "W_hh": d2.T @ hs[:-1].reshape(-1, h)}
+        delta = _rows(delta)
+        grads = {"W_hx": delta.T @ _rows(xs), "W_hh": delta.T @ _rows(hs[:-1])}
     return dL_dh, grads
 
 
@@ -797,7 +856,7 @@ class Training:
 def train(params, batches, *, lr, clip=None, threshold=None, **kwargs):
     """Plain gradient descent W ← W − lr·g on the batches (xs, ys) in turn, where g is the BPTT gradient,
     optionally clipped first: clip="norm" (g ← min(1, θ/‖g‖) g with θ = threshold) or clip="value"
-    (each entry to ±threshold). kwargs go to `bptt` (chapter "Remedies").
+    (each entry to ±threshold). kwargs go to `bptt`; one `Workspace` serves every step (chapter "Remedies").
 
     Training stops at the first step whose loss or gradient overflows; that step is `diverged_at` and
     one BPTTOverflowWarning reports it. Losses after it are +inf, never NaN.
@@ -812,6 +871,7 @@ def train(params, batches, *, lr, clip=None, threshold=None, **kwargs):
         _fail("batches", "a non-empty sequence of (xs, ys) pairs",
               "an empty sequence" if not batches else "an item that is not a pair")
     losses, norms = np.full(len(batches), np.inf), np.full(len(batches), np.inf)
+    kwargs.setdefault("workspace", Workspace())
     for step, (xs, ys) in enumerate(batches):
         with warnings.catch_warnings():          # overflow is reported once, below
             warnings.simplefilter("ignore", BPTTOverflowWarning)

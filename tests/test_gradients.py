@@ -1,5 +1,6 @@
 """Every gradient of bptt_core checked against central finite differences of an independent objective."""
 import itertools
+import tracemalloc
 
 import numpy as np
 import pytest
@@ -286,3 +287,60 @@ def test_an_all_true_mask_changes_nothing_and_bad_masks_are_refused():
     for bad in (np.zeros((T, 2), bool), np.ones((T, 2)), np.ones((T,), bool)):
         with pytest.raises(ValueError, match=r"^mask: expected a boolean array of shape \(5, 2\)"):
             bc.bptt(params, xs, ys, mask=bad)
+
+
+WORKSPACE_CASES = [(a, l, b, k, kind, arg) for (a, l, b, k), (kind, arg) in itertools.product(
+    [("tanh", "softmax_ce", 2, True), ("identity", "mse", None, False), ("tanh", "mse", 2, False)],
+    [("full", None), ("subsequence", 2), ("sliding", 2), ("randomized", 0.5)])]
+
+
+@pytest.mark.parametrize("activation,loss,batch,keep,kind,arg", WORKSPACE_CASES,
+                         ids=["-".join(map(str, c)) for c in WORKSPACE_CASES])
+def test_a_workspace_changes_no_result_and_no_result_shares_its_memory(activation, loss, batch, keep, kind, arg):
+    ws = bc.Workspace()
+    runs = []
+    for seed in (0, 1, 2):                               # the same shapes three times, different numbers
+        params, xs, ys, h0 = problem(batch, True, loss, seed=seed)
+        kwargs = dict(activation=activation, loss=loss, h0=h0, keep_dL_dh=keep)
+        plain = bc.bptt(params, xs, ys, truncation=make_truncation(kind, arg)[0], **kwargs)
+        reused = bc.bptt(params, xs, ys, truncation=make_truncation(kind, arg)[0], workspace=ws, **kwargs)
+        runs.append((plain, reused, {k: v.copy() for k, v in reused.grads.items()},
+                     None if reused.dL_dh is None else reused.dL_dh.copy()))
+    for plain, reused, grads_then, dL_dh_then in runs:  # later calls left earlier results untouched
+        assert reused.loss == plain.loss
+        for name in bc.PARAM_NAMES:
+            np.testing.assert_array_equal(reused.grads[name], plain.grads[name])
+            np.testing.assert_array_equal(reused.grads[name], grads_then[name])
+        if keep:
+            np.testing.assert_array_equal(reused.dL_dh, plain.dL_dh)
+            np.testing.assert_array_equal(reused.dL_dh, dL_dh_then)
+        else:
+            assert reused.dL_dh is None
+
+
+def test_a_workspace_follows_a_change_of_shape():
+    ws = bc.Workspace()
+    for T_, batch in ((6, 3), (4, None), (9, 2), (6, 3)):
+        rng = np.random.default_rng(T_)
+        params = bc.random_params(D, H, Q, seed=T_)
+        lead = (T_,) if batch is None else (T_, batch)
+        xs, ys = rng.normal(size=lead + (D,)), rng.integers(0, Q, size=lead)
+        plain, reused = bc.bptt(params, xs, ys), bc.bptt(params, xs, ys, workspace=ws)
+        assert reused.loss == plain.loss and rel_err(reused.grads, plain.grads) == 0.0
+        np.testing.assert_array_equal(reused.dL_dh, plain.dL_dh)
+
+
+def test_a_workspace_allocates_the_large_arrays_once():
+    """The second call with the same shapes allocates none of the (T, B, h) arrays the first one needed."""
+    rng = np.random.default_rng(0)
+    params = bc.random_params(8, 64, 8, seed=0)
+    xs, ys = rng.normal(size=(512, 8, 8)), rng.integers(0, 8, size=(512, 8))
+    ws, peaks = bc.Workspace(), []
+    for _ in range(2):
+        tracemalloc.start()
+        bc.bptt(params, xs, ys, keep_dL_dh=False, workspace=ws)
+        peaks.append(tracemalloc.get_traced_memory()[1])
+        tracemalloc.stop()
+    states = 8 * 513 * 8 * 64
+    assert peaks[0] > 3 * states                         # hs, φ'(a_t) and dL/dh_t, at least
+    assert peaks[1] < 0.1 * states

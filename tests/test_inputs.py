@@ -42,6 +42,7 @@ BAD = {
     "activation": (dict(activation="relu"), r"activation: expected one of \['identity', 'tanh'\], got 'relu'"),
     "loss": (dict(loss="hinge"), r"loss: expected one of \['softmax_ce', 'mse'\], got 'hinge'"),
     "truncation type": (dict(truncation=3), r"truncation: expected None, Subsequence\(k\), Sliding\(k\) or Randomized\(pi\), got 3"),
+    "workspace type": (dict(workspace={}), r"workspace: expected None or a bptt_core.Workspace, got dict"),
 }
 
 
