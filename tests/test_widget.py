@@ -1,5 +1,6 @@
 """The spectral-radius view: updates in place, stays finite and quiet at the extremes, and its live
 (ipywidgets) and static (precomputed frames) forms both show it."""
+import json
 import warnings
 
 import numpy as np
@@ -88,7 +89,5 @@ def test_static_widget_has_one_distinct_frame_per_setting(view, monkeypatch, cap
     bv.spectral_widget(view)
     html = shown[0].data
     assert html.count('type="range"') == 3
-    frames = html.split("var frames = ")[1].split(";\n")[0]
-    import json
-    frames = json.loads(frames)
+    frames = json.loads(html.split("var frames = ")[1].split(";\n")[0])
     assert len(frames) == 11 * 2 * 2 and len(set(frames)) == len(frames)
