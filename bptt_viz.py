@@ -33,6 +33,8 @@ _counter = itertools.count(1)
 
 def is_live():
     """True in a kernel started by a Jupyter server (where ipywidgets can talk back)."""
+    if os.environ.get("BPTT_STATIC_FRAMES") == "1":
+        return False
     forced = os.environ.get("BPTT_LIVE_WIDGETS")
     if forced in ("0", "1"):
         return forced == "1"
@@ -47,7 +49,7 @@ def png_base64(fig, dpi=80):
     return base64.b64encode(buf.getvalue()).decode("ascii")
 
 
-def frames_html(frames, controls, *, caption):
+def frames_html(frames, controls, *, caption, alt=None):
     """A kernel-free view: one HTML slider per control over precomputed PNG frames (base64).
 
     `controls` is a list of (name, labels, start index); `frames` is in row-major order over them.
@@ -63,7 +65,7 @@ def frames_html(frames, controls, *, caption):
  aria-label="{esc(name)}"><output style="min-width:5em">{esc(labels[start])}</output></div>
 """ for k, (name, labels, start) in enumerate(controls))
     return f"""<figure class="bptt-sweep" id="{uid}" style="margin:1em 0">
-<img src="data:image/png;base64,{frames[first]}" alt="{esc(caption)}" style="max-width:100%">
+<img src="data:image/png;base64,{frames[first]}" alt="{esc(alt or caption)}" style="max-width:100%">
 {rows}<figcaption>{esc(caption)} <em>Precomputed frames: open this page in Binder (rocket button above)
 for the live version.</em></figcaption>
 <script>
@@ -85,7 +87,7 @@ for the live version.</em></figcaption>
 </figure>"""
 
 
-def sweep(draw, controls, *, caption, fmt=None, start=None, live=None):
+def sweep(draw, controls, *, caption, alt=None, fmt=None, start=None, live=None):
     """Show a figure over a grid of values, one slider per control.
 
     `draw` is either a function returning a new matplotlib Figure for `draw(**values)`, or a view: an
@@ -109,7 +111,7 @@ def sweep(draw, controls, *, caption, fmt=None, start=None, live=None):
     frames = [_frame(draw, dict(zip(names, combo)))
               for combo in itertools.product(*(values[n] for n in names))]
     controls_view = [(n, labels[n], start.get(n, 0)) for n in names]
-    display(HTML(frames_html(frames, controls_view, caption=caption)))
+    display(HTML(frames_html(frames, controls_view, caption=caption, alt=alt)))
     return None
 
 
