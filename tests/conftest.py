@@ -1,4 +1,7 @@
-"""Shared fixtures: the book is built once per test session, the way `make book` builds it."""
+"""Shared fixtures: the book is built once per test session, the way `make book` builds it.
+
+The widgets' mode for the whole session (STILL, for nbval) is set by the conftest.py at the root.
+"""
 import subprocess
 import sys
 from pathlib import Path
