@@ -591,9 +591,9 @@ def _bptt_chunks(p, xs, ys, h0, activation, loss, scale, k, keep_dL_dh, mask, ws
 def backprop_states(params, xs, dL_dh_direct, *, h0=None, activation="tanh"):
     """BPTT from any loss of the hidden states (chapters "Scalar form" and "Vector form").
 
-    `dL_dh_direct[t-1]` is the immediate partial ∂⁺L/∂h_t (h_t's own effect on L, later states held
+    `dL_dh_direct[t-1]` is the immediate partial ∂L/∂h_t (h_t's own effect on L, later states held
     fixed). Returns (dL/dh_t for t = 1..T, {"W_hx": dL/dW_hx, "W_hh": dL/dW_hh}) with
-    dL/dh_t = ∂⁺L/∂h_t + W_hhᵀ (φ'(a_{t+1}) ⊙ dL/dh_{t+1}), dL/dW_hx = Σ_t δ_t x_tᵀ, dL/dW_hh = Σ_t δ_t h_{t-1}ᵀ.
+    dL/dh_t = ∂L/∂h_t + W_hhᵀ (φ'(a_{t+1}) ⊙ dL/dh_{t+1}), dL/dW_hx = Σ_t δ_t x_tᵀ, dL/dW_hh = Σ_t δ_t h_{t-1}ᵀ.
     """
     p = _check_params(params)
     xs = _check_xs(xs, p["W_hx"].shape[1])
@@ -612,8 +612,8 @@ def backprop_states(params, xs, dL_dh_direct, *, h0=None, activation="tanh"):
 
 def _sensitivity_steps(p, xs, h0, activation):
     """Forward mode (real-time recurrent learning, Williams & Zipser 1989): for t = 1..T yield
-    (h_t, dh_t/dW_hx, dh_t/dW_hh) from dh_t/dW = diag(φ'(a_t)) (∂⁺a_t/∂W + W_hh dh_{t-1}/dW),
-    where ∂⁺a_t[i]/∂W_hx[k, j] = [i = k] x_t[j] and ∂⁺a_t[i]/∂W_hh[k, j] = [i = k] h_{t-1}[j].
+    (h_t, dh_t/dW_hx, dh_t/dW_hh) from dh_t/dW = diag(φ'(a_t)) (∂a_t/∂W + W_hh dh_{t-1}/dW),
+    where ∂a_t[i]/∂W_hx[k, j] = [i = k] x_t[j] and ∂a_t[i]/∂W_hh[k, j] = [i = k] h_{t-1}[j].
     Arrays carry a batch axis: (B, h) states and (B, h, h, d) / (B, h, h, h) sensitivities."""
     W_hx, W_hh = p["W_hx"], p["W_hh"]
     B, h = h0.shape
