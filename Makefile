@@ -16,6 +16,7 @@ $(STAMP): requirements.txt requirements-dev.txt pyproject.toml
 
 vendor:
 	bash tools/vendor_mathjax.sh
+	bash tools/vendor_axe.sh
 
 book: $(STAMP) vendor
 	$(BIN)/jupyter-book build . -W -n --keep-going

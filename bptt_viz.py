@@ -1,13 +1,14 @@
 """Figures and widgets for the book; the mathematics stays in bptt_core.
 
-`sweep(draw, values, ...)` is the one way a chapter shows a parameter sweep:
+`sweep(draw, controls, ...)` is the one way a chapter shows a parameter sweep. It has three modes,
+chosen by the environment alone (never guessed from the front end, see `mode()`):
 
-- on the static site (and whenever no Jupyter server runs the kernel, e.g. during the book build),
-  every frame is drawn in advance and a plain HTML slider scrubs through them: no kernel needed;
-- in a live Jupyter session (JupyterLab, Binder), an ipywidgets slider redraws on demand.
-
-A Jupyter server announces itself to the kernel with the JPY_SESSION_NAME variable; BPTT_LIVE_WIDGETS=0
-or 1 overrides the choice.
+- LIVE, the default in any kernel (JupyterLab, Notebook 7, VS Code, Binder): ipywidgets sliders that
+  recompute, shown once;
+- STILL (BPTT_STATIC_FRAMES=1): one still image and one line saying to run the cell for the live
+  control; this is what the committed notebooks store and what nbval compares;
+- SITE (BPTT_STATIC_FRAMES=1 and BPTT_FRAMES_DIR=<dir>, set by the book build): precomputed frames and
+  a kernel-free HTML slider on the static site.
 """
 from __future__ import annotations
 
@@ -17,13 +18,14 @@ import io
 import itertools
 import json
 import os
+import time
 import warnings
 
 import matplotlib.pyplot as plt
 import numpy as np
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
-from matplotlib.patches import Circle, FancyArrowPatch, FancyBboxPatch
+from matplotlib.patches import Ellipse, FancyArrowPatch, FancyBboxPatch
 from matplotlib.ticker import LogLocator, NullLocator
 
 import bptt_core as bc
@@ -31,73 +33,118 @@ import bptt_core as bc
 _counter = itertools.count(1)
 
 
+def mode():
+    """"live", "still" or "site", from BPTT_STATIC_FRAMES and BPTT_FRAMES_DIR only (module doc)."""
+    if os.environ.get("BPTT_STATIC_FRAMES") != "1":
+        return "live"
+    return "site" if os.environ.get("BPTT_FRAMES_DIR") else "still"
+
+
 def is_live():
-    """True in a kernel started by a Jupyter server (where ipywidgets can talk back)."""
-    if os.environ.get("BPTT_STATIC_FRAMES") == "1":
-        return False
-    forced = os.environ.get("BPTT_LIVE_WIDGETS")
-    if forced in ("0", "1"):
-        return forced == "1"
-    return bool(os.environ.get("JPY_SESSION_NAME"))
+    """True unless the build or the tests asked for static output (BPTT_STATIC_FRAMES=1)."""
+    return mode() == "live"
 
 
-def png_base64(fig, dpi=80):
-    """The figure as base64 PNG text; the figure is closed."""
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png", dpi=dpi, bbox_inches="tight")
-    plt.close(fig)
-    return base64.b64encode(buf.getvalue()).decode("ascii")
+FRAME_DPI = 90          # a site frame's display size: its figure size at this many pixels per inch
+FRAME_SCALE = 2         # rendered at twice that, so that it is sharp on a 2x (phone, retina) screen
 
 
-def frames_html(frames, controls, *, caption, alt=None):
-    """A kernel-free view: one HTML slider per control over precomputed PNG frames (base64).
+def png_base64(fig, dpi=FRAME_SCALE * FRAME_DPI):
+    """The figure as base64 PNG text at its own size (not cropped, so all frames of a sweep have the
+    same size), rendered at 2x; the figure is closed."""
+    return base64.b64encode(_live_png(lambda: fig, {}, dpi=dpi)).decode("ascii")
 
-    `controls` is a list of (name, labels, start index); `frames` is in row-major order over them.
+
+def _png_size(png):
+    """(width, height) in pixels, read from the PNG header."""
+    if png[:8] != b"\x89PNG\r\n\x1a\n":
+        raise ValueError(f"frames: expected PNG bytes, got {png[:8]!r}")
+    return int.from_bytes(png[16:20], "big"), int.from_bytes(png[20:24], "big")
+
+
+def _frames_folder(frames_dir):
+    from pathlib import Path
+
+    folder = frames_dir or os.environ.get("BPTT_FRAMES_DIR")
+    if not folder:
+        raise ValueError("frames_dir: expected a folder (or $BPTT_FRAMES_DIR), got none")
+    Path(folder).mkdir(parents=True, exist_ok=True)
+    return Path(folder)
+
+
+def _write_frame(folder, png):
+    """Write PNG bytes under a content-hash name (once) and return the name."""
+    import hashlib
+
+    _png_size(png)
+    name = hashlib.sha256(png).hexdigest()[:20] + ".png"
+    if not (folder / name).exists():
+        (folder / name).write_bytes(png)
+    return name
+
+
+def frames_html(frames, controls, *, caption, alt=None, frames_dir=None, scale=FRAME_SCALE):
+    """SITE mode: a kernel-free view over precomputed frames, for the static site.
+
+    `frames`: PNG bytes, in row-major order over `controls`, a list of (name, labels, start index).
+    Each frame is written to `frames_dir` (default: $BPTT_FRAMES_DIR, which the book build publishes as
+    `_frames/` at the site root) under a content-hash name, and referred to by URL, so a browser caches
+    it and only the frames a reader asks for are loaded. `scale`: pixels per displayed CSS pixel.
+    Controls with two options are radio buttons, the others sliders whose value text is the label
+    ("ρ = 0.95"); the site's script (_ext/static/bptt-site.js) swaps the frames.
     """
-    uid = f"bptt-sweep-{next(_counter)}"
+    import hashlib
+
     esc = html.escape
+    folder = _frames_folder(frames_dir)
     sizes = [len(labels) for _, labels, _ in controls]
+    if len(frames) != int(np.prod(sizes)):
+        raise ValueError(f"frames: expected {int(np.prod(sizes))} frames for controls of sizes {sizes}, "
+                         f"got {len(frames)}")
+    names = [_write_frame(folder, png) for png in frames]
     strides = [int(np.prod(sizes[i + 1:])) for i in range(len(sizes))]
     first = sum(s * start for s, (_, _, start) in zip(strides, controls))
-    rows = "".join(f"""<div style="display:flex;align-items:center;gap:0.8em;max-width:36em">
-<label for="{uid}-{k}" style="white-space:nowrap;min-width:7em">{esc(name)}</label>
-<input id="{uid}-{k}" type="range" min="0" max="{len(labels) - 1}" step="1" value="{start}" style="flex:1"
- aria-label="{esc(name)}"><output style="min-width:5em">{esc(labels[start])}</output></div>
-""" for k, (name, labels, start) in enumerate(controls))
-    return f"""<figure class="bptt-sweep" id="{uid}" style="margin:1em 0">
-<img src="data:image/png;base64,{frames[first]}" alt="{esc(alt or caption)}" style="max-width:100%">
-{rows}<figcaption>{esc(caption)} <em>Precomputed frames: open this page in Binder (rocket button above)
-for the live version.</em></figcaption>
-<script>
-(function () {{
-  var frames = {json.dumps(frames)};
-  var labels = {json.dumps([labels for _, labels, _ in controls])};
-  var strides = {json.dumps(strides)};
-  var root = document.getElementById("{uid}");
-  var img = root.querySelector("img");
-  var ranges = root.querySelectorAll("input"), outs = root.querySelectorAll("output");
-  function show() {{
-    var index = 0;
-    ranges.forEach(function (r, k) {{ index += strides[k] * +r.value; outs[k].textContent = labels[k][+r.value]; }});
-    img.src = "data:image/png;base64," + frames[index];
-  }}
-  ranges.forEach(function (r) {{ r.addEventListener("input", show); }});
-}})();
-</script>
-</figure>"""
+    width, height = _png_size(frames[first])
+    uid = "bptt-sweep-" + hashlib.sha256("".join(names).encode()).hexdigest()[:10]
+    rows = []
+    for k, (name, labels, start) in enumerate(controls):
+        label = _description(name, labels[0])
+        data = esc(json.dumps(labels), quote=True)
+        if len(labels) == 2:
+            options = "".join(
+                f'<label><input type="radio" name="{uid}-{k}" value="{i}"{" checked" if i == start else ""}>'
+                f" {esc(text)}</label>" for i, text in enumerate(labels))
+            rows.append(f'<fieldset class="bptt-control" data-labels="{data}"><legend>{esc(label)}</legend>'
+                        f"{options}</fieldset>")
+        else:
+            rows.append(
+                f'<div class="bptt-control" data-labels="{data}"><label for="{uid}-{k}">{esc(label)}</label>'
+                f'<input id="{uid}-{k}" type="range" min="0" max="{len(labels) - 1}" step="1" value="{start}" '
+                f'aria-valuetext="{esc(labels[start])}">'
+                f'<output for="{uid}-{k}" aria-hidden="true">{esc(labels[start])}</output></div>')
+    return (f'<figure class="bptt-sweep" id="{uid}" data-frames="{esc(json.dumps(names), quote=True)}" '
+            f'data-strides="{esc(json.dumps(strides), quote=True)}">\n'
+            f'<img class="bptt-frame" src="_frames/{names[first]}" width="{round(width / scale)}" '
+            f'height="{round(height / scale)}" alt="{esc(alt or caption)}">\n'
+            + "\n".join(rows) +
+            f'\n<figcaption><span class="bptt-caption-text">{esc(caption)}</span> <em>Precomputed frames: '
+            f"open this page in Binder (rocket button above) for the live version.</em></figcaption>\n</figure>")
 
 
-def sweep(draw, controls, *, caption, alt=None, fmt=None, start=None, live=None):
-    """Show a figure over a grid of values, one slider per control.
+def sweep(draw, controls, *, caption, alt=None, fmt=None, start=None, mode=None):
+    """Show a figure over a grid of values, one slider per control. Returns None: a cell that ends
+    with the call shows the figure once.
 
     `draw` is either a function returning a new matplotlib Figure for `draw(**values)`, or a view: an
     object with `update(**values)` (which changes the data of one persistent figure) and `png()`.
     `controls`: {argument name: list of values}; `fmt`: {name: format string} for the labels;
-    `start`: {name: index} of the first frame shown. Live ipywidgets sliders in a Jupyter session,
-    precomputed frames elsewhere (see the module doc).
+    `start`: {name: index} of the first frame shown; `alt`: a sentence saying what the figure shows.
+    `mode`: "live", "still" or "site"; by default `mode()` decides (see the module doc).
     """
     from IPython.display import HTML, display
 
+    if not isinstance(controls, dict) or not controls:
+        raise ValueError(f"controls: expected a non-empty dict {{name: list of values}}, got {controls!r}")
     names = list(controls)
     values = {n: list(controls[n]) for n in names}
     for n in names:
@@ -105,51 +152,221 @@ def sweep(draw, controls, *, caption, alt=None, fmt=None, start=None, live=None)
             raise ValueError(f"controls['{n}']: expected at least one value, got none")
     fmt, start = fmt or {}, start or {}
     labels = {n: [fmt.get(n, n + " = {}").format(v) for v in values[n]] for n in names}
+    for n, i in start.items():
+        if n not in values or isinstance(i, bool) or not isinstance(i, (int, np.integer)) \
+                or not 0 <= i < len(values[n]):
+            raise ValueError(f"start[{n!r}]: expected an index into controls[{n!r}], got {i!r}")
     first = {n: values[n][start.get(n, 0)] for n in names}
-    if is_live() if live is None else live:
-        return _live_sweep(draw, names, values, labels, first, caption)
-    frames = [_frame(draw, dict(zip(names, combo)))
-              for combo in itertools.product(*(values[n] for n in names))]
+    chosen = globals()["mode"]() if mode is None else mode
+    if chosen not in ("live", "still", "site"):
+        raise ValueError(f"mode: expected 'live', 'still' or 'site', got {mode!r}")
+    if chosen == "live":
+        _live_sweep(draw, names, values, labels, first, caption, alt)
+        return None
+    if chosen == "still":
+        _still(draw, first, caption, alt)
+        return None
+    dpi = getattr(getattr(draw, "figure", None), "dpi", None)
+    if hasattr(draw, "set_dpi"):                   # a view: drawn at 2x for the frames, then as before
+        draw.set_dpi(FRAME_SCALE * FRAME_DPI)
+    try:
+        frames = [_frame(draw, dict(zip(names, combo)))
+                  for combo in itertools.product(*(values[n] for n in names))]
+        scale = (draw.figure.dpi / FRAME_DPI if hasattr(draw, "figure") else 1) \
+            if hasattr(draw, "update") else FRAME_SCALE
+    finally:
+        if hasattr(draw, "set_dpi") and dpi:
+            draw.set_dpi(dpi)
     controls_view = [(n, labels[n], start.get(n, 0)) for n in names]
-    display(HTML(frames_html(frames, controls_view, caption=caption, alt=alt)))
+    display(HTML(frames_html(frames, controls_view, caption=caption, alt=alt, scale=scale)))
     return None
 
 
 def _frame(draw, values):
+    """One SITE frame as PNG bytes: a function's figure at 2x its display size (a fixed size: frames
+    do not jump); a view as its own png() draws it."""
     if hasattr(draw, "update"):
         draw.update(**values)
-        return base64.b64encode(draw.png()).decode("ascii")
-    return png_base64(draw(**values))
+        return draw.png()
+    return _live_png(draw, values, dpi=FRAME_SCALE * FRAME_DPI)
 
 
-def _live_sweep(draw, names, values, labels, first, caption):
-    """ipywidgets sliders; a view is redrawn in place into an Image widget, a function into an Output."""
+def show_panels(fig, *, alts, pad=0.08):
+    """Show a figure of several side-by-side panels so that a phone stacks them instead of shrinking
+    the whole row to a third of its width. Returns None.
+
+    In Jupyter and in the committed notebooks (LIVE and STILL modes) the figure is shown as usual, one
+    image. On the static site (SITE mode) each panel (an axes with its ticks, labels, title and legend,
+    cut from a 2x rendering) is a separate image file in a wrapping row: side by side where they fit,
+    one under the other on a phone, each at its own legible size. The cell's caption and label
+    (mystnb.figure) still apply. `alts`: one sentence per panel saying what it shows, in the order of
+    `fig.axes`. Figure-level artists (fig.legend, fig.suptitle, fig.text) belong to no panel and are
+    left out on the site: use ax.legend and ax.set_title in such figures.
+    """
+    from IPython.display import HTML, display
+
+    panels = [ax for ax in fig.axes if ax.get_visible()]
+    if isinstance(alts, str) or len(alts) != len(panels) or not all(isinstance(a, str) and a.strip() for a in alts):
+        raise ValueError(f"alts: expected {len(panels)} sentences, one per panel of the figure, got {alts!r}")
+    if mode() != "site":
+        display(fig)
+        plt.close(fig)
+        return None
+    from PIL import Image
+
+    try:
+        if fig.get_layout_engine() is None:
+            fig.set_layout_engine("tight")
+        fig.set_dpi(FRAME_SCALE * FRAME_DPI)
+        fig.canvas.draw()
+        renderer = fig.canvas.get_renderer()
+        whole = Image.fromarray(np.asarray(fig.canvas.buffer_rgba())).convert("RGB")
+        boxes = [ax.get_tightbbox(renderer) for ax in panels]
+    finally:
+        plt.close(fig)
+    margin, height = pad * fig.dpi, whole.height
+    images = []
+    for box in boxes:
+        crop = whole.crop((max(0, int(box.x0 - margin)), max(0, int(height - box.y1 - margin)),
+                           min(whole.width, int(box.x1 + margin + 1)), min(height, int(height - box.y0 + margin + 1))))
+        buf = io.BytesIO()
+        crop.quantize(256, method=Image.Quantize.FASTOCTREE).save(buf, "png")
+        images.append(buf.getvalue())
+    folder = _frames_folder(None)
+    tags = []
+    for png, alt in zip(images, alts):
+        name, (w, h) = _write_frame(folder, png), _png_size(png)
+        tags.append(f'<img class="bptt-panel" src="_frames/{name}" width="{round(w / FRAME_SCALE)}" '
+                    f'height="{round(h / FRAME_SCALE)}" alt="{html.escape(alt)}">')
+    display(HTML('<div class="bptt-panels">' + "".join(tags) + "</div>"))
+    return None
+
+
+RUN_LINE = "Still image. Run this cell for the live control."
+
+# In JupyterLab and Notebook 7, a live widget whose notebook was saved (autosave) and reopened without
+# its kernel cannot render ("Error displaying widget: model not found"). Each live widget is therefore
+# followed by a saved still: hidden while the live widget shows, shown (and the dead widget view hidden)
+# once the live widget is gone. Elsewhere (VS Code, untrusted HTML) the still stays hidden.
+_SAVED_STILL_CSS = """<style>
+.bptt-saved-still { display: none; }
+.jp-OutputArea-child:not(:has(.bptt-live)):has(+ .jp-OutputArea-child .bptt-saved-still) { display: none; }
+.jp-OutputArea-child:not(:has(.bptt-live)) + .jp-OutputArea-child .bptt-saved-still { display: block; }
+</style>"""
+
+
+def _live_png(draw, values, dpi=100):
+    """One frame as PNG bytes, for the live and still forms: a fixed figure size (frames do not jump),
+    tight layout, a 64-colour palette (about 3× smaller than full colour, same look for line plots)."""
+    if hasattr(draw, "update"):
+        draw.update(**values)
+        return draw.png()
+    from PIL import Image
+
+    fig = draw(**values)
+    try:
+        if fig.get_layout_engine() is None:
+            fig.set_layout_engine("tight")
+        fig.set_dpi(dpi)
+        fig.canvas.draw()
+        image = Image.fromarray(np.asarray(fig.canvas.buffer_rgba())).convert("RGB")
+    finally:
+        plt.close(fig)
+    buf = io.BytesIO()
+    image.quantize(64, method=Image.Quantize.FASTOCTREE).save(buf, "png")
+    return buf.getvalue()
+
+
+def _still(draw, first, caption, alt):
+    """STILL mode: the start frame as an image/png output (shown even in an untrusted notebook) and one
+    line of text; nothing that looks like a control."""
+    from IPython.display import Markdown, display
+
+    png = _live_png(draw, first)
+    display({"image/png": base64.b64encode(png).decode("ascii"), "text/plain": alt or caption}, raw=True)
+    display(Markdown(f"{caption}\n\n*{RUN_LINE}*"))
+
+
+def _idle_runner(delay=0.02):
+    """A function that runs a callback when the kernel is idle (between messages), or None."""
+    try:
+        from IPython import get_ipython
+
+        loop = get_ipython().kernel.io_loop
+    except AttributeError:
+        return None
+    return lambda fn, after=delay: loop.call_later(after, fn)
+
+
+_touched = {"widget": None, "at": -1e9}        # the live widget a reader moved last, and when
+
+
+def _live_sweep(draw, names, values, labels, first, caption, alt):
+    """ipywidgets sliders over an Image widget. A view is redrawn in place on every move; a function's
+    frames are rendered once and cached as PNG bytes, the rest prefetched while the kernel is idle."""
     import ipywidgets as widgets
     from IPython.display import HTML, display
 
+    index = {n: {v: i for i, v in enumerate(values[n])} for n in names}
     sliders = [widgets.SelectionSlider(options=list(zip(labels[n], values[n])), value=first[n],
-                                       description=n, continuous_update=hasattr(draw, "update"))
+                                       description=_description(n, labels[n][0]), continuous_update=True,
+                                       style={"description_width": "initial"},
+                                       layout=widgets.Layout(width="34em"))
                for n in names]
-    view = widgets.Image(format="png") if hasattr(draw, "update") else widgets.Output()
+    cache = {}
+
+    def png(chosen):
+        if hasattr(draw, "update"):                # a view: cheap to redraw, nothing to cache
+            return _live_png(draw, chosen)
+        key = tuple(index[n][chosen[n]] for n in names)
+        if key not in cache:
+            cache[key] = _live_png(draw, chosen)
+        return cache[key]
+
+    start_png = png(first)
+    image = widgets.Image(value=start_png, format="png",          # natural size, never stretched
+                          layout=widgets.Layout(max_width="100%", align_self="flex-start"))
 
     def show(change=None):
-        chosen = {n: s.value for n, s in zip(names, sliders)}
-        if hasattr(draw, "update"):
-            draw.update(**chosen)
-            view.value = draw.png()
-            return
-        with view:
-            view.clear_output(wait=True)
-            fig = draw(**chosen)
-            display(fig)
-            plt.close(fig)
+        _touched.update(widget=id(sliders), at=time.monotonic())
+        image.value = png({n: s.value for n, s in zip(names, sliders)})
 
     for s in sliders:
         s.observe(show, names="value")
-    show()
-    box = widgets.VBox([*sliders, view])
-    display(box, HTML(f"<p>{html.escape(caption)}</p>"))
-    return box
+    box = widgets.VBox([*sliders, image, widgets.HTML(f"<p>{html.escape(caption)}</p>")])
+    box.add_class("bptt-live")
+    display(box)
+    b64 = base64.b64encode(start_png).decode("ascii")
+    display(HTML(f'{_SAVED_STILL_CSS}<div class="bptt-saved-still"><img src="data:image/png;base64,{b64}" '
+                 f'alt="{html.escape(alt or caption)}" style="max-width:100%"><p>{html.escape(caption)}</p>'
+                 f'<p><em>{RUN_LINE}</em></p></div>'))
+    run_idle = None if hasattr(draw, "update") else _idle_runner()
+    if run_idle is not None:      # prefetch every frame, one per idle moment, nearest to the sliders first
+        todo = set(itertools.product(*(range(len(values[n])) for n in names)))
+
+        def loop_later(seconds, fn):
+            try:
+                run_idle(fn, seconds)
+            except TypeError:                      # a runner without a delay argument (tests)
+                run_idle(fn)
+
+        def prefetch():
+            todo.difference_update(cache)
+            if _touched["widget"] not in (None, id(sliders)) and time.monotonic() - _touched["at"] < 3.0:
+                loop_later(0.5, prefetch)          # another widget is in use: leave the kernel to it
+                return
+            if todo:
+                here = [index[n][s.value] for n, s in zip(names, sliders)]
+                combo = min(todo, key=lambda c: (sum(abs(a - b) for a, b in zip(c, here)), c))
+                png({n: values[n][i] for n, i in zip(names, combo)})
+                run_idle(prefetch)
+        run_idle(prefetch)
+
+
+def _description(name, label):
+    """The slider's name as its labels write it: "ρ" for labels like "ρ = 0.95", else the argument."""
+    head, sep, _ = label.partition(" = ")
+    return head if sep and head else name
 
 
 # --------------------------------------------------------------------------------------------
@@ -162,13 +379,15 @@ class SpectralView:
 
     One persistent figure. `update` recomputes, sets the data of the few artists that change and draws
     only those over a cached background (axes, ticks, labels: drawn once per T); nothing is rebuilt.
+    The x-limits are set for every update, so the image depends only on the controls: the same
+    controls give the same PNG whatever was drawn before.
     W_hh = ρ·`bptt_core.recurrent_matrix(h, 1, kind=...)`: "normal" (ρ times an orthogonal matrix) or
     "non-normal" (the same eigenvalues plus a strictly upper block-triangular coupling).
     """
 
     YLIM = (1e-20, 1e20)
 
-    def __init__(self, h=64, d=8, T_max=1000, coupling=2.5, input_scale=0.5, seed=0, dpi=80):
+    def __init__(self, h=64, d=8, T_max=1000, coupling=2.5, input_scale=0.5, seed=0, dpi=90):
         rng = np.random.default_rng(seed)
         self.T_max = T_max
         self.xs = input_scale * rng.normal(size=(T_max, d))
@@ -178,42 +397,51 @@ class SpectralView:
         self.base = {k: bc.recurrent_matrix(h, 1.0, kind=k, coupling=coupling, seed=seed + 1)
                      for k in ("normal", "non-normal")}
         self.eigs = {k: np.linalg.eigvals(W) for k, W in self.base.items()}
-        fig = Figure(figsize=(7.4, 3.0), dpi=dpi)      # not pyplot's: no automatic display or closing
+        fig = Figure(figsize=(7.4, 3.3), dpi=dpi)      # not pyplot's: no automatic display or closing
         FigureCanvasAgg(fig)
         ax_eig, ax = fig.subplots(1, 2, width_ratios=(1, 2.1))
-        fig.subplots_adjust(left=0.08, right=0.98, bottom=0.16, top=0.86, wspace=0.3)
+        fig.subplots_adjust(left=0.08, right=0.98, bottom=0.15, top=0.80, wspace=0.3)
         angle = np.linspace(0.0, 2 * np.pi, 200)
         ax_eig.plot(np.cos(angle), np.sin(angle), color="0.5", lw=0.8, label="unit circle")
-        ax_eig.set(xlim=(-2.1, 2.1), ylim=(-2.1, 2.1), aspect="equal", xlabel="Re λ", ylabel="Im λ")
-        ax.set(yscale="log", ylim=self.YLIM, xlabel="t", ylabel=r"$\|d\ell/dh_t\|$")
+        ax_eig.set(xlim=(-2.1, 2.1), ylim=(-2.1, 2.1), aspect="equal",
+                   xlabel=r"$\mathrm{Re}\,\lambda$", ylabel=r"$\mathrm{Im}\,\lambda$")
+        ax.set(yscale="log", ylim=self.YLIM, xlabel=r"$t$", ylabel=r"$\|\mathrm{d}\ell/\mathrm{d}\mathbf{h}_t\|$")
         ax.yaxis.set_major_locator(LogLocator(base=1e5, numticks=10))
         ax.yaxis.set_minor_locator(NullLocator())
         ax.axhline(1.0, color="0.85", lw=0.6, zorder=0)
         self._changing = [
-            ax_eig.plot([], [], ".", ms=4, color="C0", label=r"$\lambda_i(W_{hh})$")[0],
-            ax.plot([], [], color="C3", lw=1.4, label=r"$\|d\ell/dh_t\|$")[0],
+            ax_eig.plot([], [], ".", ms=4, color="C0", label=r"$\lambda_i(\mathbf{W}_{hh})$")[0],
+            ax.plot([], [], color="C3", lw=1.4, label=r"$\|\mathrm{d}\ell/\mathrm{d}\mathbf{h}_t\|$")[0],
             ax.plot([], [], "--", color="0.4", lw=1.0, label=r"$\rho^{T-t}$")[0],
             ax.text(0.02, 0.04, "", transform=ax.transAxes, fontsize=8, color="C3"),
-            fig.text(0.02, 0.95, "", ha="left", fontsize=9),
+            fig.text(0.02, 0.955, "", ha="left", va="top", fontsize=9),
         ]
         self._eig_dots, self._line, self._guide, self._note, self._title = self._changing
         for artist in self._changing:
             artist.set_animated(True)              # left out of full draws; drawn by update
-        ax_eig.legend(loc="lower left", fontsize=7, frameon=False)
-        fig.legend(handles=self._changing[1:3], loc="upper right", ncol=2, fontsize=8, frameon=False,
-                   bbox_to_anchor=(0.99, 0.99))
+        # Legends above the axes, never over the data: for ρ ≥ 1.3 the eigenvalues fill the corners.
+        ax_eig.legend(loc="lower center", bbox_to_anchor=(0.5, 1.0), ncol=2, fontsize=8, frameon=False,
+                      handlelength=1.2, columnspacing=0.8, borderaxespad=0.2)
+        ax.legend(handles=self._changing[1:3], loc="lower right", bbox_to_anchor=(1.0, 1.0), ncol=2,
+                  fontsize=9, frameon=False, borderaxespad=0.2)
         self.figure, self._ax, self._backgrounds, self.last = fig, ax, {}, None
 
     def _background(self, T):
-        """The figure without the changing artists, for this T's x-axis (cached)."""
+        """The figure without the changing artists, for this T's x-axis (cached). Sets the x-limits to
+        (0, T) in every call: the changing artists are drawn with the current limits."""
+        self._ax.set_xlim(0, T)
         if T not in self._backgrounds:
-            self._ax.set_xlim(0, T)
             self.figure.canvas.draw()
             self._backgrounds[T] = self.figure.canvas.copy_from_bbox(self.figure.bbox)
         return self._backgrounds[T]
 
     def update(self, rho=1.0, T=200, activation="identity", kind="normal"):
         """Recompute for these controls and redraw in place; `self.last` keeps the numbers drawn."""
+        if isinstance(rho, bool) or not isinstance(rho, (int, float, np.integer, np.floating)) \
+                or not 0 < rho < np.inf:
+            raise ValueError(f"rho: expected a positive finite number, got {rho!r}")
+        if activation not in ("identity", "tanh"):
+            raise ValueError(f"activation: expected 'identity' or 'tanh', got {activation!r}")
         if isinstance(T, bool) or not isinstance(T, (int, np.integer)) or not 1 <= T <= self.T_max:
             raise ValueError(f"T: expected an integer in [1, {self.T_max}], got {T!r}")
         if kind not in self.base:
@@ -230,12 +458,12 @@ class SpectralView:
             self._guide.set_data(t, np.clip(rho ** (T - t.astype(float)), lo / 10, hi * 10))
         eig = rho * self.eigs[kind]
         self._eig_dots.set_data(eig.real, eig.imag)
-        self._title.set_text(f"ρ = {rho:.2f}, {kind} $W_{{hh}}$, {activation}, T = {T}")
+        self._title.set_text(rf"$\rho$ = {rho:.2f}, {kind} $\mathbf{{W}}_{{hh}}$, {activation}, $T$ = {T}")
         if overflowed.any():
-            note = (f"overflow: ‖dℓ/dh_t‖ > {np.finfo(float).max:.1e} "
-                    f"for t ≤ {int(np.flatnonzero(overflowed).max())}")
+            note = (rf"overflow: $\|\mathrm{{d}}\ell/\mathrm{{d}}\mathbf{{h}}_t\|$ > {np.finfo(float).max:.1e} "
+                    rf"for $t \leq$ {int(np.flatnonzero(overflowed).max())}")
         elif not lo <= norms[0] <= hi:
-            note = f"‖dℓ/dh_0‖ = {norms[0]:.1e}, off the axis"
+            note = rf"$\|\mathrm{{d}}\ell/\mathrm{{d}}\mathbf{{h}}_0\|$ = {norms[0]:.1e}, off the axis"
         else:
             note = ""
         self._note.set_text(note)
@@ -244,6 +472,12 @@ class SpectralView:
         for artist in self._changing:
             self.figure.draw_artist(artist)
         self.last = {"norms": norms, "overflow": bool(overflowed.any() or caught), "note": note}
+        return self
+
+    def set_dpi(self, dpi):
+        """Draw at `dpi` pixels per inch from the next update on (the static site's frames are 2x)."""
+        self.figure.set_dpi(dpi)
+        self._backgrounds.clear()                  # cached at the old size
         return self
 
     def png(self):
@@ -300,12 +534,18 @@ def ancestors(graph, node):
 
 
 def _label(name):
+    """The node's label in the book's notation: vectors and matrices bold, scalars plain."""
     sym = {"phi": r"$\phi$", "mul": r"$\times$", "ell": r"$\ell$", "mean": r"mean"}
     base, _, step = name.partition("_") if "@" not in name else (name.split("@")[0], "", "")
     if name.startswith("W_"):
-        return {"W_hx": r"$W_{hx}$", "W_hh": r"$W_{hh}$", "W_qh": r"$W_{qh}$"}[name.split("@")[0]]
+        return {"W_hx": r"$\mathbf{W}_{hx}$", "W_hh": r"$\mathbf{W}_{hh}$",
+                "W_qh": r"$\mathbf{W}_{qh}$"}[name.split("@")[0]]
     if base in sym:
         return sym[base]
+    if base in ("h", "x", "o"):
+        return rf"$\mathbf{{{base}}}_{{{step}}}$"
+    if base == "l":
+        return rf"$\ell_{{{step}}}$"
     return rf"${base}_{{{step}}}$" if step else f"${name}$"
 
 
@@ -324,8 +564,9 @@ def draw_unrolled_graph(T=3, highlight=None, ax=None):
             px, py = g[p][1]
             ax.add_patch(FancyArrowPatch((px, py), (x, y), arrowstyle="-|>", mutation_scale=10,
                                          shrinkA=13, shrinkB=13, color="0.3", alpha=alpha, lw=1.0))
-        if kind == "op":
-            ax.add_patch(Circle((x, y), 0.3, fc=OP_COLOR, ec="0.2", alpha=alpha, lw=1.0))
+        if kind == "op":                          # a circle; wide enough for a word ("mean")
+            wide = not _label(name).startswith("$")
+            ax.add_patch(Ellipse((x, y), 1.3 if wide else 0.6, 0.6, fc=OP_COLOR, ec="0.2", alpha=alpha, lw=1.0))
         else:
             w = 0.8 if kind == "param" else 0.6
             ax.add_patch(FancyBboxPatch((x - w / 2, y - 0.25), w, 0.5, boxstyle="round,pad=0.02",
@@ -341,17 +582,41 @@ def draw_unrolled_graph(T=3, highlight=None, ax=None):
 
 def spectral_widget(view=None):
     """The book's signature view (chapter "Eigenvalue analysis"): ρ, activation and kind of W_hh as
-    sliders; live, T too (and ρ up to 2). On the static page T is 200 and ρ runs over 0.5..1.5."""
+    sliders; live, T too (and ρ up to 2). On the static site T is 200 and ρ runs over 0.5..1.5.
+    Returns None (the widget is shown once)."""
+    chosen = mode()
     view = view or SpectralView()
-    live = is_live()
-    rhos = np.round(np.linspace(0.5, 2.0, 31) if live else np.linspace(0.5, 1.5, 11), 2)
-    controls = {"rho": list(rhos), "activation": ["identity", "tanh"], "kind": ["normal", "non-normal"]}
+    live = chosen == "live"
+    rhos = [float(r) for r in np.round(np.linspace(0.5, 2.0, 31) if live else np.linspace(0.5, 1.5, 11), 2)]
+    controls = {"rho": rhos, "activation": ["identity", "tanh"], "kind": ["normal", "non-normal"]}
     if live:
         controls["T"] = [50, 100, 200, 500, 1000]
-    return sweep(view, controls, live=live, fmt={"rho": "ρ = {:.2f}", "activation": "{}", "kind": "{}", "T": "T = {}"},
-                 start={"rho": int(np.flatnonzero(rhos == 1.0)[0]), "T": 2},
-                 caption="The eigenvalues of W_hh (left) and the norm of the gradient that a loss at the last "
-                         "step sends back to h_t (right, log scale). Drag ρ across 1: the red line tilts from "
-                         "vanishing (it falls to the left) to exploding (it rises to the left). The dashed "
-                         "line is ρ^(T−t), what the eigenvalues alone predict; compare it with the non-normal "
-                         "matrix and with tanh.")
+    sweep(view, controls, mode=chosen,
+          fmt={"rho": "ρ = {:.2f}", "activation": "{}", "kind": "{}", "T": "T = {}"},
+          start={"rho": rhos.index(1.0), "T": 2} if live else {"rho": rhos.index(1.0)},
+          alt="Left: the eigenvalues of W_hh as dots around the unit circle. Right: on a log scale, the "
+              "norm of the gradient that a loss at the last step sends back to each earlier step h_t, "
+              "with the dashed line rho to the power T minus t beside it.",
+          caption="The eigenvalues of W_hh (left) and the norm of the gradient that a loss at the last "
+                  "step sends back to h_t (right, log scale). Drag ρ across 1: the red line tilts from "
+                  "vanishing (it falls to the left) to exploding (it rises to the left). The dashed "
+                  "line is ρ^(T−t), what the eigenvalues alone predict; compare it with the non-normal "
+                  "matrix and with tanh.")
+    return None
+
+
+def _site_figures_at_2x():
+    """SITE mode (the book build): every figure a chapter shows is stored at 2x with its 1x size as
+    metadata (matplotlib's "retina" format), so the static site shows it sharp at the usual size.
+    The committed notebooks (STILL mode) keep the default format."""
+    try:
+        from IPython import get_ipython
+        from matplotlib_inline.backend_inline import set_matplotlib_formats
+    except ImportError:
+        return
+    if get_ipython() is not None:
+        set_matplotlib_formats("retina")
+
+
+if mode() == "site":
+    _site_figures_at_2x()

@@ -89,3 +89,49 @@ def test_each_page_lists_the_references_it_cites(built_site):
         assert cited and cited == set(listed), f"{page.name}: cited {cited}, listed {set(listed)}"
         for key, entry in listed.items():
             assert re.search(r"(19|20)\d\d", entry) and len(re.sub("<[^>]+>", "", entry)) > 40, key
+
+
+def test_no_page_repeats_an_id(built_site):
+    for page in built_site.rglob("*.html"):
+        ids = re.findall(r'\sid="([^"]+)"', page.read_text())
+        repeated = {i for i in ids if ids.count(i) > 1}
+        assert not repeated, f"{page.relative_to(built_site)}: {repeated}"
+
+
+def test_printed_output_is_one_box_per_cell(built_site):
+    """Consecutive prints of a cell are merged (nb_merge_streams), so a printed table stays one table."""
+    for page in (built_site / "chapters").glob("*.html"):
+        html = page.read_text()
+        split = re.findall(r'<div class="output stream[^"]*"[^>]*>\s*<div class="highlight">.*?</div>\s*</div>\s*'
+                           r'<div class="output stream', html, re.S)
+        assert not split, f"{page.name}: a cell's printed output is split into several boxes"
+
+
+def test_site_is_lean_and_serves_its_slider_frames_as_files(built_site):
+    """No fontawesome.js (1.5 MB) and no MathJax menu; the search index only on the search page; every
+    slider frame a page refers to is a file in _frames/, and no frame is inlined as base64."""
+    assert not (built_site / "_static" / "scripts" / "fontawesome.js").exists()
+    assert not (built_site / "mathjax" / "ui" / "menu.js").exists()
+    assert (built_site / "_static" / "bptt-icons" / "fa-solid-900.woff").stat().st_size < 20_000
+    for page in built_site.rglob("*.html"):
+        html = page.read_text()
+        assert "fontawesome.js" not in html and "data:image/png;base64" not in html, page.name
+        assert ("searchindex.js" in html) == (page.name == "search.html"), page.name
+        for frames in re.findall(r'data-frames="([^"]+)"', html):
+            names = json.loads(frames.replace("&quot;", '"'))
+            assert all((built_site / "_frames" / n).is_file() for n in names), page.name
+
+
+def test_figures_load_lazily_and_are_palette_pngs(built_site):
+    """Chapter figures are stored at 2x (retina) and re-encoded with a palette at build time; every
+    image in a page's body loads as the reader scrolls to it."""
+    from PIL import Image
+
+    pngs = list((built_site / "_images").glob("*.png"))
+    assert pngs
+    for png in pngs:
+        with Image.open(png) as image:
+            assert image.mode == "P" or "A" in image.mode, png.name
+    for page in (built_site / "chapters").glob("*.html"):
+        body = page.read_text().split('<article class="bd-article">', 1)[1]
+        assert all("loading=\"lazy\"" in tag for tag in re.findall(r"<img\b[^>]*>", body)), page.name
