@@ -397,10 +397,12 @@ class SpectralView:
         self.base = {k: bc.recurrent_matrix(h, 1.0, kind=k, coupling=coupling, seed=seed + 1)
                      for k in ("normal", "non-normal")}
         self.eigs = {k: np.linalg.eigvals(W) for k, W in self.base.items()}
-        fig = Figure(figsize=(7.4, 3.3), dpi=dpi)      # not pyplot's: no automatic display or closing
+        # Stacked, 4.8 in wide: on a phone (a column of about 360 px) the text stays near 10 px.
+        fig = Figure(figsize=(4.8, 5.4), dpi=dpi)      # not pyplot's: no automatic display or closing
         FigureCanvasAgg(fig)
-        ax_eig, ax = fig.subplots(1, 2, width_ratios=(1, 2.1))
-        fig.subplots_adjust(left=0.08, right=0.98, bottom=0.15, top=0.80, wspace=0.3)
+        grid = fig.add_gridspec(2, 2, height_ratios=(1, 1.1), width_ratios=(1, 1.05),
+                                left=0.17, right=0.97, bottom=0.09, top=0.97, hspace=0.3, wspace=0.1)
+        ax_eig, ax = fig.add_subplot(grid[0, 0]), fig.add_subplot(grid[1, :])
         angle = np.linspace(0.0, 2 * np.pi, 200)
         ax_eig.plot(np.cos(angle), np.sin(angle), color="0.5", lw=0.8, label="unit circle")
         ax_eig.set(xlim=(-2.1, 2.1), ylim=(-2.1, 2.1), aspect="equal",
@@ -413,17 +415,18 @@ class SpectralView:
             ax_eig.plot([], [], ".", ms=4, color="C0", label=r"$\lambda_i(\mathbf{W}_{hh})$")[0],
             ax.plot([], [], color="C3", lw=1.4, label=r"$\|\mathrm{d}\ell/\mathrm{d}\mathbf{h}_t\|$")[0],
             ax.plot([], [], "--", color="0.4", lw=1.0, label=r"$\rho^{T-t}$")[0],
-            ax.text(0.02, 0.04, "", transform=ax.transAxes, fontsize=8, color="C3"),
-            fig.text(0.02, 0.955, "", ha="left", va="top", fontsize=9),
+            ax.text(0.02, 0.04, "", transform=ax.transAxes, fontsize=9, color="C3"),
+            fig.text(0.60, 0.95, "", ha="left", va="top", fontsize=10, linespacing=1.5),
         ]
         self._eig_dots, self._line, self._guide, self._note, self._title = self._changing
         for artist in self._changing:
             artist.set_animated(True)              # left out of full draws; drawn by update
-        # Legends above the axes, never over the data: for ρ ≥ 1.3 the eigenvalues fill the corners.
-        ax_eig.legend(loc="lower center", bbox_to_anchor=(0.5, 1.0), ncol=2, fontsize=8, frameon=False,
-                      handlelength=1.2, columnspacing=0.8, borderaxespad=0.2)
-        ax.legend(handles=self._changing[1:3], loc="lower right", bbox_to_anchor=(1.0, 1.0), ncol=2,
-                  fontsize=9, frameon=False, borderaxespad=0.2)
+        # The legends stand beside the eigenvalue plane, under the title, never over the data (for
+        # ρ ≥ 1.3 the eigenvalues fill the plane's corners).
+        ax_eig.legend(loc="upper left", bbox_to_anchor=(0.59, 0.80), bbox_transform=fig.transFigure,
+                      fontsize=10, frameon=False, handlelength=1.4, borderaxespad=0.0)
+        ax.legend(handles=self._changing[1:3], loc="upper left", bbox_to_anchor=(0.59, 0.68),
+                  bbox_transform=fig.transFigure, fontsize=10, frameon=False, borderaxespad=0.0)
         self.figure, self._ax, self._backgrounds, self.last = fig, ax, {}, None
 
     def _background(self, T):
@@ -458,7 +461,7 @@ class SpectralView:
             self._guide.set_data(t, np.clip(rho ** (T - t.astype(float)), lo / 10, hi * 10))
         eig = rho * self.eigs[kind]
         self._eig_dots.set_data(eig.real, eig.imag)
-        self._title.set_text(rf"$\rho$ = {rho:.2f}, {kind} $\mathbf{{W}}_{{hh}}$, {activation}, $T$ = {T}")
+        self._title.set_text(rf"$\rho$ = {rho:.2f}, $T$ = {T}" "\n" rf"{kind} $\mathbf{{W}}_{{hh}}$, {activation}")
         if overflowed.any():
             note = (rf"overflow: $\|\mathrm{{d}}\ell/\mathrm{{d}}\mathbf{{h}}_t\|$ > {np.finfo(float).max:.1e} "
                     rf"for $t \leq$ {int(np.flatnonzero(overflowed).max())}")
@@ -594,14 +597,8 @@ def spectral_widget(view=None):
     sweep(view, controls, mode=chosen,
           fmt={"rho": "ρ = {:.2f}", "activation": "{}", "kind": "{}", "T": "T = {}"},
           start={"rho": rhos.index(1.0), "T": 2} if live else {"rho": rhos.index(1.0)},
-          alt="Left: the eigenvalues of W_hh as dots around the unit circle. Right: on a log scale, the "
-              "norm of the gradient that a loss at the last step sends back to each earlier step h_t, "
-              "with the dashed line rho to the power T minus t beside it.",
-          caption="The eigenvalues of W_hh (left) and the norm of the gradient that a loss at the last "
-                  "step sends back to h_t (right, log scale). Drag ρ across 1: the red line tilts from "
-                  "vanishing (it falls to the left) to exploding (it rises to the left). The dashed "
-                  "line is ρ^(T−t), what the eigenvalues alone predict; compare it with the non-normal "
-                  "matrix and with tanh.")
+          alt='Top: the eigenvalues of the recurrent matrix as dots around the unit circle. Bottom: on a log scale, the norm of the gradient that a loss at the last step sends back to each earlier state, with a dashed line for rho to the power T minus t beside it.',
+          caption='The eigenvalues of $\\mathbf{W}_{hh}$ (top) and the norm of the gradient that a loss at the last step sends back to $\\mathbf{h}_t$ (bottom, log scale). Drag $\\rho$ across 1: the red line tilts from vanishing (it falls to the left) to exploding (it rises to the left). The dashed line is $\\rho^{T-t}$, what the eigenvalues alone predict; compare it with the non-normal matrix and with tanh.')
     return None
 
 
