@@ -497,7 +497,7 @@ def _chunk(p, xs, ys, h0, activation, loss, scale, weights, mask, ws, keep_dL_dh
 
 
 def _sliding_states(W_hh, dL_dh, dphi, k):
-    """dL/dh_t under Sliding(k): Σ_{s=t}^{t+k-1} (∂h_s/∂h_t)ᵀ W_qhᵀ ∂L/∂o_s, one lag at a time.
+    """dL/dh_t under Sliding(k): Σ_{s=t}^{t+k-1} (dh_s/dh_t)ᵀ W_qhᵀ ∂L/∂o_s, one lag at a time.
 
     `v[i]` holds the gradient reaching state i from the loss at i + lag, for all i at once (O(T·k)).
     """
@@ -913,7 +913,7 @@ def gradient_norms(params, xs, ys, **kwargs):
 
 def gradient_profile(params, xs, u, *, h0=None, activation="tanh"):
     """‖dℓ/dh_t‖ for t = 0..T of one sequence, for a loss at the last step only with dℓ/dh_T = u
-    (ℓ = uᵀh_T): dℓ/dh_{t-1} = J_tᵀ dℓ/dh_t, J_t = diag(φ'(a_t)) W_hh, so dℓ/dh_t = (∂h_T/∂h_t)ᵀ u;
+    (ℓ = uᵀh_T): dℓ/dh_{t-1} = J_tᵀ dℓ/dh_t, J_t = diag(φ'(a_t)) W_hh, so dℓ/dh_t = (dh_T/dh_t)ᵀ u;
     with φ = identity, (W_hhᵀ)^{T-t} u (chapter "Eigenvalue analysis"). O(T·h²): fast enough for a widget.
     +inf from the step where the product overflowed, with a BPTTOverflowWarning."""
     p, xs = _check_sequence(params, xs)
@@ -956,7 +956,7 @@ def _jacobian_steps(params, xs, h0, activation):
 
 
 def state_jacobian(params, xs, t, k, *, h0=None, activation="tanh"):
-    """∂h_t/∂h_k = J_t J_{t-1} ··· J_{k+1}, J_i = diag(φ'(a_i)) W_hh (the identity when t = k)."""
+    """dh_t/dh_k = J_t J_{t-1} ··· J_{k+1}, J_i = diag(φ'(a_i)) W_hh (the identity when t = k)."""
     T = np.shape(xs)[0] if np.ndim(xs) else 0
     t, k = _check_int("t", t, 0), _check_int("k", k, 0)
     if not k <= t <= T:
@@ -966,13 +966,13 @@ def state_jacobian(params, xs, t, k, *, h0=None, activation="tanh"):
     with np.errstate(all="ignore"):
         for i in range(k + 1, t + 1):
             out = J[i - 1] @ out
-        out = over.check("∂h_t/∂h_k", out)
+        out = over.check("dh_t/dh_k", out)
     over.warn()
     return out
 
 
 def jacobian_norms(params, xs, *, h0=None, activation="tanh"):
-    """‖∂h_T/∂h_t‖₂ (largest singular value) for t = 0..T, with ∂h_T/∂h_{t-1} = (∂h_T/∂h_t) J_t;
+    """‖dh_T/dh_t‖₂ (largest singular value) for t = 0..T, with dh_T/dh_{t-1} = (dh_T/dh_t) J_t;
     +inf from the step where the product overflowed."""
     J = _jacobian_steps(params, xs, h0, activation)
-    return _product_norms(J[::-1], "∂h_T/∂h_t")[::-1]           # J_T, J_T J_{T-1}, ...
+    return _product_norms(J[::-1], "dh_T/dh_t")[::-1]           # J_T, J_T J_{T-1}, ...

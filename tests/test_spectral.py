@@ -60,7 +60,7 @@ def test_gradient_norms_are_the_norms_of_dL_dh():
 
 
 def test_jacobian_norms_of_a_scaled_orthogonal_matrix_are_powers_of_rho():
-    """With φ = identity and W_hh = ρ·Q (Q orthogonal), ∂h_T/∂h_t = (ρQ)^{T-t} has norm ρ^{T-t}."""
+    """With φ = identity and W_hh = ρ·Q (Q orthogonal), dh_T/dh_t = (ρQ)^{T-t} has norm ρ^{T-t}."""
     T, h = 30, 6
     for rho in (0.7, 1.0, 1.3):
         params = {"W_hx": np.ones((h, 2)), "W_hh": rho * orthogonal(h, 2), "W_qh": np.ones((1, h))}
