@@ -329,7 +329,7 @@ class Subsequence:
 
 
 class Sliding:
-    """k-truncated BPTT (seed 001), Williams & Peng's TBPTT(1, k).
+    """k-truncated BPTT (seed 001), Sutskever's TBPTT(1, k), Williams & Peng's BPTT(k; 1).
 
     The loss at step t back-propagates through steps t, t-1, ..., t-k+1 only (h_{t-k} is a constant
     for it). Costs O(T·k). Its ``dL_dh[t-1]`` sums, over the losses l_s whose window holds t
