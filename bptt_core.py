@@ -309,7 +309,8 @@ def loss_value(params, xs, ys, *, activation="tanh", loss="softmax_ce", h0=None,
 # --------------------------------------------------------------------------------------------
 
 class Subsequence:
-    """Regular truncation (D2L), "subsequence truncated BPTT" (seed 001).
+    """Subsequence truncated BPTT (seed 001), D2L's "regular truncation" as its figure draws it,
+    Sutskever's TBPTT(k, k), Williams & Peng's BPTT(k; k).
 
     Steps are split into chunks 1..k, k+1..2k, ...; no gradient crosses a chunk boundary: h_k, h_2k, ...
     are constants for the chunk after them. `bptt` then works chunk by chunk, so its memory does not
