@@ -308,9 +308,11 @@ def _live_sweep(draw, names, values, labels, first, caption, alt):
     from IPython.display import HTML, display
 
     index = {n: {v: i for i, v in enumerate(values[n])} for n in names}
+    # One description width for all the sliders of a widget, so that their tracks line up.
+    label_width = f"{max(len(_description(n, labels[n][0])) for n in names) * 0.6 + 0.5:.1f}em"
     sliders = [widgets.SelectionSlider(options=list(zip(labels[n], values[n])), value=first[n],
                                        description=_description(n, labels[n][0]), continuous_update=True,
-                                       style={"description_width": "initial"},
+                                       style={"description_width": label_width},
                                        layout=widgets.Layout(width="34em"))
                for n in names]
     cache = {}
@@ -333,7 +335,8 @@ def _live_sweep(draw, names, values, labels, first, caption, alt):
 
     for s in sliders:
         s.observe(show, names="value")
-    box = widgets.VBox([*sliders, image, widgets.HTML(f"<p>{html.escape(caption)}</p>")])
+    # HTMLMath: the caption's $...$ typeset by the front end's MathJax, not shown as TeX source.
+    box = widgets.VBox([*sliders, image, widgets.HTMLMath(f"<p>{html.escape(caption)}</p>")])
     box.add_class("bptt-live")
     display(box)
     b64 = base64.b64encode(start_png).decode("ascii")

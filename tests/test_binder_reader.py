@@ -96,6 +96,22 @@ def widget_cells_index(reader, outputs):
         .findIndex(c => c.model.sharedModel.getSource() === src)""", source)
 
 
+TEX_SOURCE = re.compile(r"\$|\\[A-Za-z]+")
+
+
+def assert_typeset(locator, what, timeout=15.0):
+    """The text shows no TeX source ($, \\mathbf, ...): a live widget's caption is typeset, not raw.
+    MathJax typesets after the widget appears, so wait for it."""
+    deadline = time.monotonic() + timeout
+    while True:
+        text = locator.inner_text()
+        if not TEX_SOURCE.search(text):
+            return
+        if time.monotonic() > deadline:
+            raise AssertionError(f"{what} shows TeX source: {TEX_SOURCE.search(text).group()!r} in {text[-300:]!r}")
+        time.sleep(0.25)
+
+
 @pytest.mark.parametrize("chapter", CHAPTERS)
 def test_chapter_as_a_binder_reader_sees_it(reader, chapter):
     name = chapter.removesuffix(".ipynb")
@@ -133,6 +149,7 @@ def test_chapter_as_a_binder_reader_sees_it(reader, chapter):
 
     for b in range(reader.boxes().count()):
         reader.boxes().nth(b).scroll_into_view_if_needed()
+        assert_typeset(reader.boxes().nth(b), f"widget {b}")
         reader.screenshot(f"{name}-widget{b}-start", reader.boxes().nth(b))
         for s in range(reader.sliders(b)):
             position, last = reader.slider_state(b, s)

@@ -273,6 +273,13 @@ def test_kernel_free_sliders_scrub_through_frame_files(browser, server, built_si
             assert (int(img.get_attribute("width")), int(img.get_attribute("height"))) == (round(w / 2), round(h / 2)), \
                 "frames are not drawn at twice their displayed size"
             assert img.get_attribute("src").startswith("../_frames/")
+            # On a phone each control is one line: a slider's value beside its track, both options of
+            # a choice side by side (not wrapped to the left edge under the control's name).
+            spread = sweep.evaluate("""s => Array.from(s.querySelectorAll('.bptt-control')).map(c => {
+                const mids = Array.from(c.querySelectorAll('input, output')).map(e => {
+                    const r = e.getBoundingClientRect(); return r.top + r.height / 2; });
+                return Math.round(Math.max(...mids) - Math.min(...mids)); })""")
+            assert all(d <= 8 for d in spread), f"a control wraps onto a second line at 390 px: {spread} px"
             seen = set()
             for slider in sweep.locator('input[type="range"]').all():
                 assert slider.evaluate("s => s.labels.length === 1 && s.labels[0].textContent.trim() !== ''")
