@@ -2,13 +2,14 @@
 
 The model (the book's notation, after D2L; seed 003 writes U, W, V, s_t for W_hx, W_hh, W_qh, h_t)::
 
-    a_t = W_hx x_t + W_hh h_{t-1}        pre-activation
-    h_t = φ(a_t)                         φ ∈ {"identity", "tanh"}
-    o_t = W_qh h_t                       output
+    a_t = W_hx x_t + W_hh h_{t-1} [+ b_h]   pre-activation
+    h_t = φ(a_t)                           φ ∈ {"identity", "tanh"}
+    o_t = W_qh h_t [+ b_q]                 output
     L   = 1/(T·B) Σ_t Σ_b l(o_tb, y_tb)   mean loss over time steps and batch examples
 
-for t = 1..T, with h_0 given (zeros by default). There are no biases, as in the sources.
-Parameters are a dict ``{"W_hx": (h, d), "W_hh": (h, h), "W_qh": (q, h)}`` of float64 arrays.
+for t = 1..T, with h_0 given (zeros by default). Parameters are a dict
+``{"W_hx": (h, d), "W_hh": (h, h), "W_qh": (q, h)}`` of float64 arrays; as in the sources there are no
+biases, unless the dict also holds ``b_h`` (h,) and/or ``b_q`` (q,): then every gradient includes them.
 One sequence has ``xs`` of shape (T, d); a mini-batch has (T, B, d).
 
 Array index conventions: ``hs[t]`` is h_t for t = 0..T (``hs[0]`` = h_0); ``os[t-1]`` is o_t and
@@ -25,7 +26,7 @@ from dataclasses import dataclass
 import numpy as np
 
 __all__ = [
-    "ACTIVATIONS", "LOSSES", "PARAM_NAMES", "BPTTOverflowWarning",
+    "ACTIVATIONS", "LOSSES", "PARAM_NAMES", "BIAS_NAMES", "BPTTOverflowWarning",
     "Forward", "Gradient", "Subsequence", "Sliding", "Randomized",
     "forward", "bptt", "loss_value", "numerical_gradient", "random_params",
     "spectral_radius", "with_spectral_radius", "clip_by_global_norm",
@@ -37,6 +38,7 @@ __all__ = [
 ACTIVATIONS = ("identity", "tanh")
 LOSSES = ("softmax_ce", "mse")
 PARAM_NAMES = ("W_hx", "W_hh", "W_qh")
+BIAS_NAMES = ("b_h", "b_q")
 
 
 class BPTTOverflowWarning(RuntimeWarning):
@@ -72,11 +74,13 @@ def _all_finite(arr):
 
 
 def _check_params(params):
-    """The three weight matrices as float64 arrays, with shapes (h, d), (h, h), (q, h)."""
-    if not isinstance(params, dict) or set(params) != set(PARAM_NAMES):
-        got = sorted(params) if isinstance(params, dict) else type(params).__name__
-        _fail("params", f"a dict with exactly the keys {list(PARAM_NAMES)}", got)
-    p = {k: _float_array(f"params['{k}']", params[k]) for k in PARAM_NAMES}
+    """The three weight matrices as float64 arrays, with shapes (h, d), (h, h), (q, h), and the
+    optional biases b_h (h,) and b_q (q,)."""
+    if (not isinstance(params, dict) or not set(PARAM_NAMES) <= set(params)
+            or not set(params) <= set(PARAM_NAMES + BIAS_NAMES)):
+        got = sorted(params, key=str) if isinstance(params, dict) else type(params).__name__
+        _fail("params", f"a dict with the keys {list(PARAM_NAMES)} and optionally {list(BIAS_NAMES)}", got)
+    p = {k: _float_array(f"params['{k}']", params[k]) for k in PARAM_NAMES + BIAS_NAMES if k in params}
     for k in PARAM_NAMES:
         if p[k].ndim != 2:
             _fail(f"params['{k}']", "a 2-D matrix", f"shape {p[k].shape}")
@@ -87,6 +91,9 @@ def _check_params(params):
         _fail("params['W_hx']", f"shape (h, d) with h = {h} (from W_hh)", f"shape {p['W_hx'].shape}")
     if p["W_qh"].shape[1] != h:
         _fail("params['W_qh']", f"shape (q, h) with h = {h} (from W_hh)", f"shape {p['W_qh'].shape}")
+    for k, n, src in (("b_h", h, "W_hh"), ("b_q", p["W_qh"].shape[0], "W_qh")):
+        if k in p and p[k].shape != (n,):
+            _fail(f"params['{k}']", f"a vector of shape ({n},) (from {src})", f"shape {p[k].shape}")
     return p
 
 
@@ -208,14 +215,15 @@ def _rows(a):
     return a.reshape(-1, a.shape[-1])
 
 
-def _states(W_hx, W_hh, xs, h0, activation, out=None):
-    """h_t = φ(W_hx x_t + W_hh h_{t-1}), t = 1..T; returns hs with hs[0] = h0 (written into `out` if given).
-
-    The input projection W_hx x_t is one matrix product for all t; only the recurrence loops.
+def _states(W_hx, W_hh, xs, h0, activation, out=None, b_h=None):
+    """h_t = φ(W_hx x_t + W_hh h_{t-1} [+ b_h]), t = 1..T; returns hs with hs[0] = h0 (written into `out`
+    if given). The input projection W_hx x_t (+ b_h) is one matrix product for all t; only the recurrence loops.
     """
     hs = np.empty((xs.shape[0] + 1,) + h0.shape) if out is None else out
     hs[0] = h0
     np.matmul(_rows(xs), W_hx.T, out=_rows(hs[1:]))
+    if b_h is not None:
+        hs[1:] += b_h
     step = np.empty(h0.shape)
     for t in range(1, len(hs)):
         hs[t] += np.matmul(hs[t - 1], W_hh.T, out=step)
@@ -224,16 +232,26 @@ def _states(W_hx, W_hh, xs, h0, activation, out=None):
     return hs
 
 
+def _outputs(p, hs, out=None):
+    """o_t = W_qh h_t [+ b_q] for the given states (rows of any leading shape)."""
+    os = np.empty(hs.shape[:-1] + p["W_qh"].shape[:1]) if out is None else out
+    np.matmul(_rows(hs), p["W_qh"].T, out=_rows(os))
+    if "b_q" in p:
+        os += p["b_q"]
+    return os
+
+
 def forward(params, xs, h0=None, activation="tanh"):
-    """Forward pass: h_t = φ(W_hx x_t + W_hh h_{t-1}), o_t = W_qh h_t (chapter "The unrolled RNN")."""
+    """Forward pass: h_t = φ(W_hx x_t + W_hh h_{t-1} [+ b_h]), o_t = W_qh h_t [+ b_q]
+    (chapter "The unrolled RNN")."""
     p = _check_params(params)
     xs = _check_xs(xs, p["W_hx"].shape[1])
     activation = _check_choice("activation", activation, ACTIVATIONS)
     h0 = _check_h0(h0, xs.shape[1:-1], p["W_hh"].shape[0])
     over = _Overflow()
     with np.errstate(all="ignore"):
-        hs = over.check("hidden states", _states(p["W_hx"], p["W_hh"], xs, h0, activation))
-        os = over.check("outputs", hs[1:] @ p["W_qh"].T)
+        hs = over.check("hidden states", _states(p["W_hx"], p["W_hh"], xs, h0, activation, b_h=p.get("b_h")))
+        os = over.check("outputs", hs[1:] @ p["W_qh"].T if "b_q" not in p else _outputs(p, hs[1:]))
     over.warn()
     return Forward(hs, os)
 
@@ -462,22 +480,28 @@ def _backprop_states(W_hh, dL_dh, dphi, weights):
     return dL_dh, delta
 
 
-def _weight_grads(xs, hs, dL_do, delta):
+def _weight_grads(xs, hs, dL_do, delta, p=()):
     """dL/dW_qh = Σ_t ∂L/∂o_t h_tᵀ, dL/dW_hx = Σ_t δ_t x_tᵀ, dL/dW_hh = Σ_t δ_t h_{t-1}ᵀ,
-    with δ_t = dL/da_t = φ'(a_t) ⊙ dL/dh_t; each sum over t (and b) is one matrix product."""
+    with δ_t = dL/da_t = φ'(a_t) ⊙ dL/dh_t; each sum over t (and b) is one matrix product.
+    If the parameters `p` hold biases: dL/db_h = Σ_t δ_t and dL/db_q = Σ_t ∂L/∂o_t."""
     delta = _rows(delta)
-    return {"W_hx": delta.T @ _rows(xs),
-            "W_hh": delta.T @ _rows(hs[:-1]),
-            "W_qh": _rows(dL_do).T @ _rows(hs[1:])}
+    grads = {"W_hx": delta.T @ _rows(xs),
+             "W_hh": delta.T @ _rows(hs[:-1]),
+             "W_qh": _rows(dL_do).T @ _rows(hs[1:])}
+    if "b_h" in p:
+        grads["b_h"] = delta.sum(axis=0)
+    if "b_q" in p:
+        grads["b_q"] = _rows(dL_do).sum(axis=0)
+    return grads
 
 
 def _forward_for_backward(p, xs, ys, h0, activation, loss, scale, mask, ws, keep_dL_dh):
     """The forward pass and what every backward pass starts from: (hs, Σ l, ∂L/∂o_t = ∂l/∂o_t / (T·B),
     φ'(a_t) or None, and W_qhᵀ ∂L/∂o_t, the direct part of dL/dh_t, in a fresh array if it is kept)."""
     lead, h = xs.shape[:-1], h0.shape[-1]
-    hs = _states(p["W_hx"], p["W_hh"], xs, h0, activation, out=ws.array("hs", (lead[0] + 1,) + h0.shape))
-    os = ws.array("os", lead + (p["W_qh"].shape[0],))
-    np.matmul(_rows(hs[1:]), p["W_qh"].T, out=_rows(os))
+    hs = _states(p["W_hx"], p["W_hh"], xs, h0, activation, out=ws.array("hs", (lead[0] + 1,) + h0.shape),
+                 b_h=p.get("b_h"))
+    os = _outputs(p, hs[1:], out=ws.array("os", lead + (p["W_qh"].shape[0],)))
     total, dL_do = _loss_terms(os, ys, loss, mask)
     dL_do *= scale
     dL_dh = np.empty(lead + (h,)) if keep_dL_dh else ws.array("dL_dh", lead + (h,))
@@ -494,7 +518,7 @@ def _chunk(p, xs, ys, h0, activation, loss, scale, weights, mask, ws, keep_dL_dh
     hs, total, dL_do, dphi, dL_dh = _forward_for_backward(p, xs, ys, h0, activation, loss, scale, mask, ws,
                                                           keep_dL_dh)
     dL_dh, delta = _backprop_states(p["W_hh"], dL_dh, dphi, weights)
-    return total, _weight_grads(xs, hs, dL_do, delta), dL_dh, hs[-1].copy()
+    return total, _weight_grads(xs, hs, dL_do, delta, p), dL_dh, hs[-1].copy()
 
 
 def _sliding_states(W_hh, dL_dh, dphi, k):
@@ -515,11 +539,11 @@ def _bptt_sliding(p, xs, ys, h0, activation, loss, scale, k, mask, ws, keep_dL_d
                                                           keep_dL_dh)
     dL_dh = _sliding_states(p["W_hh"], dL_dh, dphi, k)
     delta = dL_dh if dphi is None else np.multiply(dL_dh, dphi, out=dphi)
-    return total, _weight_grads(xs, hs, dL_do, delta), dL_dh
+    return total, _weight_grads(xs, hs, dL_do, delta, p), dL_dh
 
 
 def _add_grads(acc, g):
-    for name in PARAM_NAMES:
+    for name in acc:
         acc[name] += g[name]
 
 
@@ -567,14 +591,14 @@ def _report_overflow(result):
         result.loss = np.inf
     if result.dL_dh is not None:
         over.check("dL/dh_t", result.dL_dh)
-    for name in PARAM_NAMES:
+    for name in result.grads:
         over.check(f"dL/d{name}", result.grads[name])
     over.warn()
 
 
 def _bptt_chunks(p, xs, ys, h0, activation, loss, scale, k, keep_dL_dh, mask, ws):
     """Subsequence(k): run `_chunk` on steps 1..k, k+1..2k, ...; h at a boundary is passed on as a value."""
-    grads = {name: np.zeros_like(p[name]) for name in PARAM_NAMES}
+    grads = {name: np.zeros_like(p[name]) for name in p}
     dL_dh = np.empty(xs.shape[:-1] + (p["W_hh"].shape[0],)) if keep_dL_dh else None
     total, h = 0.0, h0
     for start in range(0, xs.shape[0], k):
@@ -594,7 +618,8 @@ def backprop_states(params, xs, dL_dh_direct, *, h0=None, activation="tanh"):
 
     `dL_dh_direct[t-1]` is the immediate partial ∂L/∂h_t (h_t's own effect on L, later states held
     fixed). Returns (dL/dh_t for t = 1..T, {"W_hx": dL/dW_hx, "W_hh": dL/dW_hh}) with
-    dL/dh_t = ∂L/∂h_t + W_hhᵀ (φ'(a_{t+1}) ⊙ dL/dh_{t+1}), dL/dW_hx = Σ_t δ_t x_tᵀ, dL/dW_hh = Σ_t δ_t h_{t-1}ᵀ.
+    dL/dh_t = ∂L/∂h_t + W_hhᵀ (φ'(a_{t+1}) ⊙ dL/dh_{t+1}), dL/dW_hx = Σ_t δ_t x_tᵀ, dL/dW_hh = Σ_t δ_t h_{t-1}ᵀ
+    (and dL/db_h = Σ_t δ_t when params holds b_h).
     """
     p = _check_params(params)
     xs = _check_xs(xs, p["W_hx"].shape[1])
@@ -604,30 +629,39 @@ def backprop_states(params, xs, dL_dh_direct, *, h0=None, activation="tanh"):
     if direct.shape != xs.shape[:-1] + h0.shape[-1:]:
         _fail("dL_dh_direct", f"shape {xs.shape[:-1] + h0.shape[-1:]} (T, [B,] h)", f"shape {direct.shape}")
     with np.errstate(all="ignore"):
-        hs = _states(p["W_hx"], p["W_hh"], xs, h0, activation)
+        hs = _states(p["W_hx"], p["W_hh"], xs, h0, activation, b_h=p.get("b_h"))
         dL_dh, delta = _backprop_states(p["W_hh"], direct.copy(), _dphi(hs[1:], activation), None)
         delta = _rows(delta)
         grads = {"W_hx": delta.T @ _rows(xs), "W_hh": delta.T @ _rows(hs[:-1])}
+        if "b_h" in p:
+            grads["b_h"] = delta.sum(axis=0)
     return dL_dh, grads
 
 
 def _sensitivity_steps(p, xs, h0, activation):
     """Forward mode (real-time recurrent learning, Williams & Zipser 1989): for t = 1..T yield
-    (h_t, dh_t/dW_hx, dh_t/dW_hh) from dh_t/dW = diag(φ'(a_t)) (∂a_t/∂W + W_hh dh_{t-1}/dW),
-    where ∂a_t[i]/∂W_hx[k, j] = [i = k] x_t[j] and ∂a_t[i]/∂W_hh[k, j] = [i = k] h_{t-1}[j].
-    Arrays carry a batch axis: (B, h) states and (B, h, h, d) / (B, h, h, h) sensitivities."""
-    W_hx, W_hh = p["W_hx"], p["W_hh"]
+    (h_t, dh_t/dW_hx, dh_t/dW_hh, dh_t/db_h or None) from dh_t/dW = diag(φ'(a_t)) (∂a_t/∂W + W_hh dh_{t-1}/dW),
+    where ∂a_t[i]/∂W_hx[k, j] = [i = k] x_t[j], ∂a_t[i]/∂W_hh[k, j] = [i = k] h_{t-1}[j] and
+    ∂a_t/∂b_h = I. Arrays carry a batch axis: (B, h) states and (B, h, h, d) / (B, h, h, h) / (B, h, h)
+    sensitivities."""
+    W_hx, W_hh, b_h = p["W_hx"], p["W_hh"], p.get("b_h")
     B, h = h0.shape
     eye = np.eye(h)[None, :, :, None]
     S_hx, S_hh, h_prev = np.zeros((B, h, h, W_hx.shape[1])), np.zeros((B, h, h, h)), h0
+    S_b = None if b_h is None else np.zeros((B, h, h))
     for x in xs:
-        h_t = _phi(x @ W_hx.T + h_prev @ W_hh.T, activation)
+        a_t = x @ W_hx.T + h_prev @ W_hh.T
+        h_t = _phi(a_t if b_h is None else a_t + b_h, activation)
         S_hx = (W_hh @ S_hx.reshape(B, h, -1)).reshape(S_hx.shape) + eye * x[:, None, None, :]
         S_hh = (W_hh @ S_hh.reshape(B, h, -1)).reshape(S_hh.shape) + eye * h_prev[:, None, None, :]
+        if S_b is not None:
+            S_b = W_hh @ S_b + np.eye(h)
         if activation == "tanh":
             S_hx *= (1.0 - h_t * h_t)[:, :, None, None]
             S_hh *= (1.0 - h_t * h_t)[:, :, None, None]
-        yield h_t, S_hx, S_hh
+            if S_b is not None:
+                S_b *= (1.0 - h_t * h_t)[:, :, None]
+        yield h_t, S_hx, S_hh, S_b
         h_prev = h_t
 
 
@@ -659,23 +693,29 @@ def rtrl(params, xs, ys, *, activation="tanh", loss="softmax_ce", h0=None):
     """The gradient of L by forward mode (real-time recurrent learning): no stored forward pass,
     but a carried (h × number of parameters) sensitivity per example (chapter "BPTT in detail").
 
-    dL/dW = Σ_t (W_qhᵀ ∂L/∂o_t)ᵀ dh_t/dW for W_hx and W_hh; dL/dW_qh = Σ_t ∂L/∂o_t h_tᵀ.
+    dL/dW = Σ_t (W_qhᵀ ∂L/∂o_t)ᵀ dh_t/dW for W_hx, W_hh (and b_h); dL/dW_qh = Σ_t ∂L/∂o_t h_tᵀ
+    (and dL/db_q = Σ_t ∂L/∂o_t).
     Returns a `Gradient` equal to `bptt`'s (dL_dh is None: forward mode never forms it).
     """
     p, xs, ys, h0, activation, loss = _check_problem(params, xs, ys, h0, activation, loss)
     x3, h03 = _batched(xs, h0)
     y3 = ys if xs.ndim == 3 else ys[:, None]
     scale, total = _mean_scale(xs), 0.0
-    grads = {name: np.zeros_like(p[name]) for name in PARAM_NAMES}
+    grads = {name: np.zeros_like(p[name]) for name in p}
     with np.errstate(all="ignore"):
-        for t, (h_t, S_hx, S_hh) in enumerate(_sensitivity_steps(p, x3, h03, activation)):
-            step_loss, dL_do = _loss_terms(h_t @ p["W_qh"].T, y3[t], loss)
+        for t, (h_t, S_hx, S_hh, S_b) in enumerate(_sensitivity_steps(p, x3, h03, activation)):
+            step_loss, dL_do = _loss_terms(h_t @ p["W_qh"].T if "b_q" not in p else _outputs(p, h_t),
+                                           y3[t], loss)
             total += step_loss
             dL_do *= scale
             g = (dL_do @ p["W_qh"])[:, None, :]                       # (W_qhᵀ ∂L/∂o_t)ᵀ, per example
             grads["W_hx"] += (g @ S_hx.reshape(*S_hx.shape[:2], -1)).sum(axis=0).reshape(p["W_hx"].shape)
             grads["W_hh"] += (g @ S_hh.reshape(*S_hh.shape[:2], -1)).sum(axis=0).reshape(p["W_hh"].shape)
             grads["W_qh"] += dL_do.T @ h_t
+            if S_b is not None:
+                grads["b_h"] += (g @ S_b).sum(axis=0)[0]
+            if "b_q" in p:
+                grads["b_q"] += dL_do.sum(axis=0)
         result = Gradient(float(total * scale), grads, None)
         if not (np.isfinite(result.loss) and all(_all_finite(g) for g in grads.values())):
             _report_overflow(result)
@@ -888,7 +928,7 @@ def train(params, batches, *, lr, clip=None, threshold=None, **kwargs):
         losses[step] = res.loss
         if clip == "value":
             g = clip_by_value(g, threshold)
-        for name in PARAM_NAMES:
+        for name in p:
             p[name] -= lr * g[name]
     return Training(losses, norms, p, None)
 

@@ -1,5 +1,7 @@
 """An independent, loop-by-loop definition of what `bptt_core.bptt` must return.
 
+Biases b_h and b_q are added when `params` holds them (a plain `+`, no shared code with the core).
+
 A truncated gradient is the exact gradient of a *surrogate objective*: for the loss at step s, the
 backward step h_i → h_{i-1} carries a weight E[s-1, i-1] (0 = cut, 1 = kept, 1/π = randomized),
 realised as h_{i-1} ← base_{i-1} + E·(h_{i-1} − base_{i-1}), where `base` is the trajectory at the
@@ -15,7 +17,7 @@ def run_states(params, xs, h0, activation):
     """Plain loop: h_t = φ(W_hx x_t + W_hh h_{t-1})."""
     h, hs = h0, [h0]
     for x in xs:
-        a = x @ params["W_hx"].T + h @ params["W_hh"].T
+        a = x @ params["W_hx"].T + h @ params["W_hh"].T + params.get("b_h", 0.0)
         h = np.tanh(a) if activation == "tanh" else a
         hs.append(h)
     return hs
@@ -40,6 +42,9 @@ def edge_weights(kind, T, k=None, w=None):
         return np.broadcast_to(np.where((i - 1) % k == 0, 0.0, 1.0), (T, T)).copy()
     if kind == "sliding":                 # l_s reaches steps s-k+1..s; the step into h_{s-k} is cut
         return np.where(i >= s - k + 2, 1.0, 0.0)
+    if kind == "tbptt":                   # every k1 steps, the block's losses go back k2 steps from its end
+        end = ((s - 1) // k[0] + 1) * k[0]  # the block's nominal last step (past T for a last, short block)
+        return np.where(i >= end - k[1] + 2, 1.0, 0.0)
     if kind == "randomized":
         return np.broadcast_to(w, (T, T)).copy()
     raise AssertionError(kind)
@@ -59,15 +64,15 @@ def surrogate(params0, xs, ys, h0, activation, loss, E, mask=None):
             h = h0
             for i in range(1, s + 1):
                 prev = base[i - 1] + E[s - 1, i - 1] * (h - base[i - 1])
-                a = xs[i - 1] @ params["W_hx"].T + prev @ params["W_hh"].T
+                a = xs[i - 1] @ params["W_hx"].T + prev @ params["W_hh"].T + params.get("b_h", 0.0)
                 h = np.tanh(a) if activation == "tanh" else a
                 if bumps is not None:
                     h = h + bumps[i - 1]
             if mask is None:
-                total += step_loss(h @ params["W_qh"].T, ys[s - 1], loss)
+                total += step_loss(h @ params["W_qh"].T + params.get("b_q", 0.0), ys[s - 1], loss)
             else:
                 keep = np.atleast_1d(mask[s - 1])
-                o = np.atleast_2d(h @ params["W_qh"].T)[keep]
+                o = np.atleast_2d(h @ params["W_qh"].T + params.get("b_q", 0.0))[keep]
                 y = np.asarray(ys[s - 1])
                 y = np.atleast_1d(y)[keep] if loss == "softmax_ce" else np.atleast_2d(y)[keep]
                 total += step_loss(o, y, loss) if keep.any() else 0.0
