@@ -27,7 +27,7 @@ import numpy as np
 
 __all__ = [
     "ACTIVATIONS", "LOSSES", "PARAM_NAMES", "BIAS_NAMES", "BPTTOverflowWarning",
-    "Forward", "Gradient", "Subsequence", "Sliding", "Randomized",
+    "Forward", "Gradient", "Subsequence", "Sliding", "TBPTT", "Randomized",
     "forward", "bptt", "loss_value", "numerical_gradient", "random_params",
     "spectral_radius", "with_spectral_radius", "clip_by_global_norm",
     "gradient_norms", "gradient_profile", "state_jacobian", "jacobian_norms", "connectivity",
@@ -362,6 +362,35 @@ class Sliding:
         return f"Sliding(k={self.k})"
 
 
+class TBPTT:
+    """General truncation: Sutskever's TBPTT(k1, k2) (2013), Williams & Peng's BPTT(k2; k1) (1990).
+
+    Every k1 steps, the losses of those k1 steps are back-propagated through k2 >= k1 steps. Steps are
+    grouped into blocks 1..k1, k1+1..2k1, ...; the backward pass of the block whose nominal last step is
+    e = n·k1 starts at h_e (the last block may end earlier, at T), collects the block's losses on its way
+    down and stops at h_{e-k2+1}: h_{e-k2} is a constant for it. So l_s reaches h_t for e-k2+1 <= t <= s.
+    TBPTT(k, k) is Subsequence(k) and TBPTT(1, k) is Sliding(k); k2 > k1 lets the first losses of a
+    block see k2 - k1 steps into the past that Subsequence(k1) cuts. Costs O(T·k2/k1) backward steps.
+    Its ``dL_dh[t-1]`` sums, over the blocks whose window holds t, the derivative of their losses with
+    respect to h_t inside that window.
+    """
+
+    def __init__(self, k1, k2):
+        self.k1 = _check_int("k1", k1, 1)
+        self.k2 = _check_int("k2", k2, 1)
+        if self.k2 < self.k1:
+            _fail("k2", f"an integer >= k1 = {self.k1} (each block's losses go back at least through the block)",
+                  repr(k2))
+
+    def reach(self, T):
+        """lo[s-1]: the earliest step t whose h_t the loss l_s reaches, max(1, e - k2 + 1), for s = 1..T."""
+        s = np.arange(1, T + 1)
+        return np.maximum(1, ((s - 1) // self.k1 + 1) * self.k1 - self.k2 + 1)
+
+    def __repr__(self):
+        return f"TBPTT(k1={self.k1}, k2={self.k2})"
+
+
 class Randomized:
     """Randomized truncation (D2L 9.7.1.3, after Tallec & Ollivier 2017).
 
@@ -385,8 +414,8 @@ class Randomized:
 
 
 def _check_truncation(truncation):
-    if truncation is not None and not isinstance(truncation, (Subsequence, Sliding, Randomized)):
-        _fail("truncation", "None, Subsequence(k), Sliding(k) or Randomized(pi)", repr(truncation))
+    if truncation is not None and not isinstance(truncation, (Subsequence, Sliding, TBPTT, Randomized)):
+        _fail("truncation", "None, Subsequence(k), Sliding(k), TBPTT(k1, k2) or Randomized(pi)", repr(truncation))
     return truncation
 
 
@@ -394,6 +423,7 @@ def connectivity(truncation, T):
     """C[s-1, t-1]: the factor with which the loss l_s sends gradient to the step that makes h_t.
 
     Full BPTT: 1 for t <= s. Subsequence: 1 inside s's chunk. Sliding(k): 1 for s-k+1 <= t <= s.
+    TBPTT(k1, k2): 1 for e-k2+1 <= t <= s, e the last step of s's block of k1.
     Randomized: the product ξ_{t+1}···ξ_s of one fresh draw. Zero above the diagonal.
     """
     _check_truncation(truncation)
@@ -403,6 +433,8 @@ def connectivity(truncation, T):
         return (t <= s).astype(float)
     if isinstance(truncation, Sliding):
         return ((t <= s) & (t > s - truncation.k)).astype(float)
+    if isinstance(truncation, TBPTT):
+        return ((t <= s) & (t + 1 >= truncation.reach(T)[:, None])).astype(float)
     w = truncation.step_weights(T)
     c = np.ones((T, T))
     for i in range(1, T):                 # edge h_{i+1} → h_i is crossed by every path s > i >= t
@@ -542,6 +574,40 @@ def _bptt_sliding(p, xs, ys, h0, activation, loss, scale, k, mask, ws, keep_dL_d
     return total, _weight_grads(xs, hs, dL_do, delta, p), dL_dh
 
 
+def _tbptt_states(W_hh, direct, dphi, k1, k2, dL_dh=None):
+    """δ_t under TBPTT(k1, k2): one backward pass per block, all blocks side by side, one lag at a time.
+
+    At lag j the pass of the block with nominal end e is at step t = e - j: v = dL/dh_t (inside the
+    window) gains W_qhᵀ ∂L/∂o_t while t is in the block (j < k1), δ_t += φ'(a_t) ⊙ v, and
+    v ← W_hhᵀ (φ'(a_t) ⊙ v) moves to h_{t-1}; the pass stops after j = k2 - 1. Within one lag the
+    blocks sit at distinct steps. `dL_dh`, if given (zeros), receives Σ_blocks v. Returns δ (T, [B,] h).
+    """
+    T = len(direct)
+    ends = np.arange(1, -(-T // k1) + 1) * k1 - 1           # 0-based nominal last step of each block
+    v = np.zeros((len(ends),) + direct.shape[1:])
+    delta = np.zeros(direct.shape)
+    for lag in range(min(k2, ends[-1] + 1)):
+        t = ends - lag
+        on = np.nonzero((t >= 0) & (t < T))[0]
+        t = t[on]
+        if lag < k1:
+            v[on] += direct[t]
+        if dL_dh is not None:
+            dL_dh[t] += v[on]
+        d = v[on] if dphi is None else v[on] * dphi[t]
+        delta[t] += d
+        v[on] = d @ W_hh
+    return delta
+
+
+def _bptt_tbptt(p, xs, ys, h0, activation, loss, scale, truncation, mask, ws, keep_dL_dh):
+    hs, total, dL_do, dphi, direct = _forward_for_backward(p, xs, ys, h0, activation, loss, scale, mask, ws,
+                                                           False)
+    dL_dh = np.zeros(direct.shape) if keep_dL_dh else None
+    delta = _tbptt_states(p["W_hh"], direct, dphi, truncation.k1, truncation.k2, dL_dh)
+    return total, _weight_grads(xs, hs, dL_do, delta, p), dL_dh
+
+
 def _add_grads(acc, g):
     for name in acc:
         acc[name] += g[name]
@@ -554,7 +620,7 @@ def bptt(params, xs, ys, *, activation="tanh", loss="softmax_ce", h0=None, trunc
     dL/dh_T = W_qhᵀ ∂L/∂o_T; dL/dh_t = W_qhᵀ ∂L/∂o_t + W_hhᵀ (φ'(a_{t+1}) ⊙ dL/dh_{t+1});
     dL/dW_hx = Σ_t δ_t x_tᵀ, dL/dW_hh = Σ_t δ_t h_{t-1}ᵀ, dL/dW_qh = Σ_t ∂L/∂o_t h_tᵀ,
     δ_t = φ'(a_t) ⊙ dL/dh_t, and L = 1/(T·B) Σ_t Σ_b l(o_tb, y_tb).
-    `truncation`: None (full BPTT), Subsequence(k), Sliding(k) or Randomized(pi); the forward pass is
+    `truncation`: None (full BPTT), Subsequence(k), Sliding(k), TBPTT(k1, k2) or Randomized(pi); the forward pass is
     never truncated. `keep_dL_dh=False` drops dL/dh (so Subsequence runs in memory independent of T).
     `mask` (boolean, shape (T, [B])): only those steps carry a loss, and L is their mean.
     `workspace`: a `Workspace` whose arrays are reused across calls (a training loop's speed-up).
@@ -568,6 +634,9 @@ def bptt(params, xs, ys, *, activation="tanh", loss="softmax_ce", h0=None, trunc
         if isinstance(truncation, Sliding) and truncation.k < T:
             total, grads, dL_dh = _bptt_sliding(p, xs, ys, h0, activation, loss, scale, truncation.k, mask,
                                                 ws, keep_dL_dh)
+        elif isinstance(truncation, TBPTT) and truncation.k1 < T:
+            total, grads, dL_dh = _bptt_tbptt(p, xs, ys, h0, activation, loss, scale, truncation, mask, ws,
+                                              keep_dL_dh)
         elif isinstance(truncation, Subsequence) and truncation.k < T:
             total, grads, dL_dh = _bptt_chunks(p, xs, ys, h0, activation, loss, scale, truncation.k,
                                                keep_dL_dh, mask, ws)

@@ -41,7 +41,7 @@ BAD = {
     "h0 nan": (dict(h0=np.array([0, np.nan, 0, 0])), r"h0: expected finite values, got 1 non-finite"),
     "activation": (dict(activation="relu"), r"activation: expected one of \['identity', 'tanh'\], got 'relu'"),
     "loss": (dict(loss="hinge"), r"loss: expected one of \['softmax_ce', 'mse'\], got 'hinge'"),
-    "truncation type": (dict(truncation=3), r"truncation: expected None, Subsequence\(k\), Sliding\(k\) or Randomized\(pi\), got 3"),
+    "truncation type": (dict(truncation=3), r"truncation: expected None, Subsequence\(k\), Sliding\(k\), TBPTT\(k1, k2\) or Randomized\(pi\), got 3"),
     "workspace type": (dict(workspace={}), r"workspace: expected None or a bptt_core.Workspace, got dict"),
 }
 
