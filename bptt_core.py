@@ -28,7 +28,7 @@ import numpy as np
 __all__ = [
     "ACTIVATIONS", "LOSSES", "PARAM_NAMES", "BIAS_NAMES", "BPTTOverflowWarning",
     "Forward", "Gradient", "Subsequence", "Sliding", "TBPTT", "Randomized",
-    "forward", "bptt", "loss_value", "numerical_gradient", "random_params",
+    "forward", "bptt", "bptt_checkpointed", "loss_value", "numerical_gradient", "random_params",
     "spectral_radius", "with_spectral_radius", "clip_by_global_norm",
     "gradient_norms", "gradient_profile", "state_jacobian", "jacobian_norms", "connectivity",
     "backprop_states", "state_sensitivities", "rtrl",
@@ -648,6 +648,81 @@ def bptt(params, xs, ys, *, activation="tanh", loss="softmax_ce", h0=None, trunc
         if not (np.isfinite(result.loss) and all(_all_finite(g) for g in grads.values())):
             _report_overflow(result)
     return result
+
+
+def bptt_checkpointed(params, xs, ys, *, every=None, activation="tanh", loss="softmax_ce", h0=None, mask=None,
+                      workspace=None):
+    """The full BPTT gradient, exactly, from only every c-th hidden state (gradient checkpointing:
+    Chen et al. 2016; Gruslys et al. 2016).
+
+    The forward pass keeps h_0, h_c, h_2c, ... and nothing else. The backward pass takes the segments
+    of c steps from the last to the first: it recomputes the segment's states from its checkpoint, runs
+    BPTT through them with dL/dh at the segment's last step increased by W_hhᵀ δ_{t+1} carried back from
+    the segment after it, and adds the segment's share of every weight gradient. Memory: ⌈T/c⌉
+    checkpoints and one segment, O((T/c + c)·B·h). A segment holds four arrays of c·B·h floats or
+    fewer (states, φ'(a_t), dL/dh_t, outputs) and a checkpoint one of B·h, so the peak,
+    about (T/c + 4c)·B·h floats, is smallest at c = √T / 2, the default (`every=None`). Time: one more
+    forward pass than `bptt`. Returns a `Gradient` equal to `bptt`'s up to rounding, with dL_dh None
+    (keeping dL/dh_t for every t would cost the O(T) memory this avoids). Arguments as for `bptt`.
+    """
+    p, xs, ys, h0, activation, loss = _check_problem(params, xs, ys, h0, activation, loss)
+    mask = _check_mask(mask, xs.shape[:-1])
+    ws = Workspace() if workspace is None else _check_workspace(workspace)
+    T = xs.shape[0]
+    c = max(1, int(round(np.sqrt(T) / 2))) if every is None else _check_int("every", every, 1)
+    ws = _SegmentSpace(ws, c)
+    with np.errstate(all="ignore"):
+        checkpoints = _checkpoints(p, xs, h0, activation, c, ws)
+        total, grads = _checkpointed_backward(p, xs, ys, checkpoints, activation, loss, _mean_scale(xs, mask),
+                                              mask, c, ws)
+        result = Gradient(float(total * _mean_scale(xs, mask)), grads, None)
+        if not (np.isfinite(result.loss) and all(_all_finite(g) for g in grads.values())):
+            _report_overflow(result)
+    return result
+
+
+class _SegmentSpace:
+    """A workspace for segments of at most c steps: every array is allocated for a full segment, and a
+    shorter one (the last) gets the leading part of it, so that it allocates nothing new."""
+
+    def __init__(self, ws, c):
+        self.ws, self.c, self.short = ws, c, 0
+
+    def array(self, name, shape):
+        return self.ws.array(name, (shape[0] + self.short,) + shape[1:])[:shape[0]]
+
+
+def _checkpoints(p, xs, h0, activation, c, ws):
+    """h_0, h_c, h_2c, ...: the state before each segment of c steps (the forward pass, nothing else kept)."""
+    T = xs.shape[0]
+    out = np.empty((-(-T // c),) + h0.shape)
+    out[0] = h0
+    for j in range(1, len(out)):
+        seg = xs[(j - 1) * c:j * c]
+        hs = _states(p["W_hx"], p["W_hh"], seg, out[j - 1], activation,
+                     out=ws.array("hs", (len(seg) + 1,) + h0.shape), b_h=p.get("b_h"))
+        out[j] = hs[-1]
+    return out
+
+
+def _checkpointed_backward(p, xs, ys, checkpoints, activation, loss, scale, mask, c, ws):
+    """Segments last to first: recompute h_t from the checkpoint, then dL/dh_t = W_qhᵀ ∂L/∂o_t
+    (+ W_hhᵀ δ_{t+1} carried in from the next segment at its last step) + W_hhᵀ δ_{t+1} inside it.
+    Returns (Σ l, grads)."""
+    grads = {name: np.zeros_like(p[name]) for name in p}
+    carry, total = np.zeros(checkpoints.shape[1:]), 0.0
+    for j in range(len(checkpoints) - 1, -1, -1):
+        part = slice(j * c, (j + 1) * c)
+        ws.short = c - len(xs[part])
+        hs, seg_total, dL_do, dphi, direct = _forward_for_backward(
+            p, xs[part], ys[part], checkpoints[j], activation, loss, scale, None if mask is None else mask[part],
+            ws, False)
+        direct[-1] += carry
+        _, delta = _backprop_states(p["W_hh"], direct, dphi, None)
+        _add_grads(grads, _weight_grads(xs[part], hs, dL_do, delta, p))
+        np.matmul(delta[0], p["W_hh"], out=carry)
+        total += seg_total
+    return total, grads
 
 
 def _report_overflow(result):
