@@ -33,6 +33,7 @@ __all__ = [
     "gradient_norms", "gradient_profile", "state_jacobian", "jacobian_norms", "connectivity",
     "backprop_states", "state_sensitivities", "rtrl",
     "recurrent_matrix", "power_norms", "clip_by_value", "train", "Training", "Workspace",
+    "train_stream", "StreamTraining",
 ]
 
 ACTIVATIONS = ("identity", "tanh")
@@ -1046,10 +1047,7 @@ def train(params, batches, *, lr, clip=None, threshold=None, **kwargs):
     Training stops at the first step whose loss or gradient overflows; that step is `diverged_at` and
     one BPTTOverflowWarning reports it. Losses after it are +inf, never NaN.
     """
-    lr = _check_positive("lr", lr)
-    if clip is not None:
-        clip = _check_choice("clip", clip, ("norm", "value"))
-        threshold = _check_positive("threshold", threshold)
+    lr, clip, threshold = _check_descent(lr, clip, threshold)
     p = {k: v.copy() for k, v in _check_params(params).items()}
     batches = list(batches)
     if not batches or not all(isinstance(b, (tuple, list)) and len(b) == 2 for b in batches):
@@ -1061,20 +1059,86 @@ def train(params, batches, *, lr, clip=None, threshold=None, **kwargs):
         with warnings.catch_warnings():          # overflow is reported once, below
             warnings.simplefilter("ignore", BPTTOverflowWarning)
             res = bptt(p, xs, ys, keep_dL_dh=False, **kwargs)
-            if clip == "norm":
-                g, norms[step] = clip_by_global_norm(res.grads, threshold)
-            else:
-                g, norms[step] = res.grads, _global_norm(res.grads)
+            g, norms[step] = _clip_by_norm(res.grads, clip, threshold)
         if not (np.isfinite(res.loss) and np.isfinite(norms[step])):
             warnings.warn(f"train: the loss or the gradient overflowed at step {step}; training stopped",
                           BPTTOverflowWarning, stacklevel=2)
             return Training(losses, norms, p, step)
         losses[step] = res.loss
-        if clip == "value":
-            g = clip_by_value(g, threshold)
-        for name in p:
-            p[name] -= lr * g[name]
+        _descend(p, g, lr, clip, threshold)
     return Training(losses, norms, p, None)
+
+
+def _check_descent(lr, clip, threshold):
+    """lr > 0; clip None, "norm" or "value", and then threshold > 0."""
+    lr = _check_positive("lr", lr)
+    if clip is not None:
+        clip = _check_choice("clip", clip, ("norm", "value"))
+        threshold = _check_positive("threshold", threshold)
+    return lr, clip, threshold
+
+
+def _clip_by_norm(grads, clip, threshold):
+    """(g clipped to global norm θ if clip == "norm", else g; ‖g‖ before clipping)."""
+    if clip == "norm":
+        return clip_by_global_norm(grads, threshold)
+    return grads, _global_norm(grads)
+
+
+def _descend(p, g, lr, clip, threshold):
+    """W ← W − lr·g in place, with each entry of g first clipped to ±threshold if clip == "value"."""
+    if clip == "value":
+        g = clip_by_value(g, threshold)
+    for name in p:
+        p[name] -= lr * g[name]
+
+
+@dataclass
+class StreamTraining:
+    """What `train_stream` recorded: per chunk, the loss and the gradient norm (before clipping); the
+    final parameters; `h`, the state after the last chunk trained (pass it as h0 to go on); and
+    `diverged_at`, the chunk whose loss or gradient overflowed (None if none did)."""
+    losses: np.ndarray
+    norms: np.ndarray
+    params: dict
+    h: np.ndarray
+    diverged_at: int | None
+
+
+def train_stream(params, xs, ys, *, chunk, lr, clip=None, threshold=None, h0=None, activation="tanh",
+                 loss="softmax_ce", truncation=None, workspace=None):
+    """Stateful training on one long stream (or B parallel streams, xs of shape (N, [B,] d)), the way
+    frameworks do it with ``h = h.detach()``: the stream is cut into chunks of `chunk` steps; on each,
+    `bptt` (full, or `truncation` inside the chunk) starts from the state the previous chunk ended in,
+    carried as a plain value, so no gradient crosses a chunk boundary; then W ← W − lr·g, g clipped as in
+    `train`. The state is carried on unchanged although the parameters that made it have since changed.
+    Over a whole stream with a tiny lr this is Subsequence(chunk); one `Workspace` serves every chunk.
+
+    Training stops at the first chunk whose loss or gradient overflows (`diverged_at`, one
+    BPTTOverflowWarning). Losses after it are +inf, never NaN.
+    """
+    lr, clip, threshold = _check_descent(lr, clip, threshold)
+    p, xs, ys, h, activation, loss = _check_problem(params, xs, ys, h0, activation, loss)
+    p = {k: v.copy() for k, v in p.items()}
+    chunk = _check_int("chunk", chunk, 1)
+    ws = Workspace() if workspace is None else _check_workspace(workspace)
+    n = -(-xs.shape[0] // chunk)
+    losses, norms = np.full(n, np.inf), np.full(n, np.inf)
+    for i in range(n):
+        part = slice(i * chunk, (i + 1) * chunk)
+        with warnings.catch_warnings():          # overflow is reported once, below
+            warnings.simplefilter("ignore", BPTTOverflowWarning)
+            res = bptt(p, xs[part], ys[part], activation=activation, loss=loss, h0=h, truncation=truncation,
+                       keep_dL_dh=False, workspace=ws)
+            g, norms[i] = _clip_by_norm(res.grads, clip, threshold)
+        if not (np.isfinite(res.loss) and np.isfinite(norms[i])):
+            warnings.warn(f"train_stream: the loss or the gradient overflowed at chunk {i}; training stopped",
+                          BPTTOverflowWarning, stacklevel=2)
+            return StreamTraining(losses, norms, p, h, i)
+        losses[i] = res.loss
+        h = ws._arrays["hs"][-1].copy()   # h.detach(): bptt's last states array ends with the chunk's last state
+        _descend(p, g, lr, clip, threshold)
+    return StreamTraining(losses, norms, p, h, None)
 
 
 # --------------------------------------------------------------------------------------------
