@@ -602,6 +602,7 @@ def _tbptt_states(W_hh, direct, dphi, k1, k2, dL_dh=None):
 
 
 def _bptt_tbptt(p, xs, ys, h0, activation, loss, scale, truncation, mask, ws, keep_dL_dh):
+    """TBPTT(k1, k2): the whole forward pass, then `_tbptt_states`; (Σ l, grads, dL/dh or None)."""
     hs, total, dL_do, dphi, direct = _forward_for_backward(p, xs, ys, h0, activation, loss, scale, mask, ws,
                                                            False)
     dL_dh = np.zeros(direct.shape) if keep_dL_dh else None
@@ -621,8 +622,8 @@ def bptt(params, xs, ys, *, activation="tanh", loss="softmax_ce", h0=None, trunc
     dL/dh_T = W_qhᵀ ∂L/∂o_T; dL/dh_t = W_qhᵀ ∂L/∂o_t + W_hhᵀ (φ'(a_{t+1}) ⊙ dL/dh_{t+1});
     dL/dW_hx = Σ_t δ_t x_tᵀ, dL/dW_hh = Σ_t δ_t h_{t-1}ᵀ, dL/dW_qh = Σ_t ∂L/∂o_t h_tᵀ,
     δ_t = φ'(a_t) ⊙ dL/dh_t, and L = 1/(T·B) Σ_t Σ_b l(o_tb, y_tb).
-    `truncation`: None (full BPTT), Subsequence(k), Sliding(k), TBPTT(k1, k2) or Randomized(pi); the forward pass is
-    never truncated. `keep_dL_dh=False` drops dL/dh (so Subsequence runs in memory independent of T).
+    `truncation`: None (full BPTT), Subsequence(k), Sliding(k), TBPTT(k1, k2) or Randomized(pi); the
+    forward pass is never truncated. `keep_dL_dh=False` drops dL/dh (so Subsequence runs in memory independent of T).
     `mask` (boolean, shape (T, [B])): only those steps carry a loss, and L is their mean.
     `workspace`: a `Workspace` whose arrays are reused across calls (a training loop's speed-up).
     """
@@ -816,7 +817,8 @@ def _batched(xs, h0):
 
 
 def state_sensitivities(params, xs, *, h0=None, activation="tanh"):
-    """The total derivatives dh_t/dW_hx and dh_t/dW_hh for t = 0..T, by forward mode.
+    """The total derivatives dh_t/dW_hx and dh_t/dW_hh (and dh_t/db_h if params holds b_h) for t = 0..T,
+    by forward mode.
 
     Shapes (T+1, [B,] h) + the parameter's shape; entry [t, (b,) i, k, j] = dh_t[i]/dW[k, j]. Memory
     grows like T·h·(number of parameters): meant for the chapters' small examples.
@@ -828,7 +830,9 @@ def state_sensitivities(params, xs, *, h0=None, activation="tanh"):
     x3, h03 = _batched(xs, h0)
     steps = list(_sensitivity_steps(p, x3, h03, activation))
     out = {}
-    for name, i in (("W_hx", 1), ("W_hh", 2)):
+    for name, i in (("W_hx", 1), ("W_hh", 2), ("b_h", 3)):
+        if steps[0][i] is None:
+            continue
         S = np.stack([np.zeros_like(steps[0][i])] + [s[i] for s in steps])
         out[name] = S if xs.ndim == 3 else S[:, 0]
     return out

@@ -153,3 +153,15 @@ def test_bad_biases_are_refused(bad, match):
     for call in (lambda p: bc.bptt(p, xs, ys), lambda p: bc.rtrl(p, xs, ys), lambda p: bc.forward(p, xs)):
         with pytest.raises(ValueError, match=match):
             call({**params, **bad})
+
+
+@pytest.mark.parametrize("batch", [None, 2])
+def test_state_sensitivities_include_the_hidden_bias(batch):
+    params, xs, _, h0 = problem(batch, "mse", which=("b_h",), seed=8)
+    S = bc.state_sensitivities(params, xs, h0=h0)
+    assert set(S) == {"W_hx", "W_hh", "b_h"}
+    for t in (0, 2, T):
+        for i in range(H):
+            idx = (t, 0, i) if batch else (t, i)
+            numeric = bc.numerical_gradient(lambda p: bc.forward(p, xs, h0=h0).hs[idx], params)["b_h"]
+            np.testing.assert_allclose(S["b_h"][idx], numeric, rtol=1e-7, atol=1e-10)
