@@ -32,7 +32,8 @@ def problem(batch, loss, which=("b_h", "b_q"), seed=0, with_h0=True):
     return params, xs, ys, h0
 
 
-TRUNCATIONS = [("full", None), ("subsequence", 2), ("sliding", 2), ("sliding", 3), ("randomized", 0.5)]
+TRUNCATIONS = [("full", None), ("subsequence", 2), ("sliding", 2), ("sliding", 3), ("tbptt", (2, 3)),
+               ("randomized", 0.5)]
 
 
 def make_truncation(kind, arg, seed=11):
@@ -42,6 +43,8 @@ def make_truncation(kind, arg, seed=11):
         return bc.Subsequence(arg), edge_weights("subsequence", T, k=arg)
     if kind == "sliding":
         return bc.Sliding(arg), edge_weights("sliding", T, k=arg)
+    if kind == "tbptt":
+        return bc.TBPTT(*arg), edge_weights("tbptt", T, k=arg)
     twin = bc.Randomized(arg, rng=seed).step_weights(T)
     return bc.Randomized(arg, rng=seed), edge_weights("randomized", T, w=twin)
 
