@@ -23,10 +23,11 @@ def stream(N, batch, seed=0, biases=False, rho=0.9):
 
 
 @pytest.mark.parametrize("N,batch,chunk,truncation", [(20, None, 5, None), (23, 2, 6, None), (23, 3, 8, "sub"),
-                                                      (17, 2, 7, "tbptt"), (9, None, 20, None)])
+                                                      (17, 2, 7, "tbptt"), (19, 2, 6, "sliding"),
+                                                      (9, None, 20, None)])
 def test_with_unchanged_parameters_the_carried_state_is_the_streams_state(N, batch, chunk, truncation):
     params, xs, ys = stream(N, batch, seed=N)
-    cut = {None: None, "sub": bc.Subsequence(3), "tbptt": bc.TBPTT(2, 4)}[truncation]
+    cut = {None: None, "sub": bc.Subsequence(3), "tbptt": bc.TBPTT(2, 4), "sliding": bc.Sliding(3)}[truncation]
     run = bc.train_stream(params, xs, ys, chunk=chunk, lr=TINY, truncation=cut)
     for name in params:
         np.testing.assert_array_equal(run.params[name], params[name])
