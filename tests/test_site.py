@@ -185,6 +185,11 @@ def test_page_renders_self_contained_accessible_and_unclipped(browser, server, b
             .map(i => ({src: i.src.slice(0, 80), ok: i.complete && i.naturalWidth > 0}))""")
         assert all(i["ok"] for i in images), [i["src"] for i in images if not i["ok"]]
         assert clipped_equations(page) == []
+        unmarked_tables = page.evaluate("""() => Array.from(document.querySelectorAll(".pst-scrollable-table-container"))
+            .filter(c => c.scrollWidth > c.clientWidth + 1)
+            .filter(c => !(c.previousElementSibling && c.previousElementSibling.classList.contains("bptt-scroll-hint")
+                           && c.previousElementSibling.getClientRects().length > 0)).length""")
+        assert unmarked_tables == 0, f"{unmarked_tables} tables scroll sideways with no visible cue"
         focusable_maths = page.evaluate("""() => Array.from(document.querySelectorAll("mjx-container"))
             .filter(c => c.tabIndex >= 0 && !c.classList.contains("bptt-scrolls")).length""")
         assert focusable_maths == 0, f"{focusable_maths} formulas are tab stops"

@@ -48,6 +48,39 @@
     });
   }
 
+  /* Tables wider than their column scroll sideways inside the theme's container. Striped rows hide a
+     shadow, so the cue is a line of text above such a table; the container can take the keyboard. */
+  function markWideTables() {
+    document.querySelectorAll(".pst-scrollable-table-container").forEach(function (c) {
+      var wide = c.scrollWidth > c.clientWidth + 1;
+      var hint = c.previousElementSibling;
+      var hasHint = hint && hint.classList.contains("bptt-scroll-hint");
+      c.classList.toggle("bptt-scrolls", wide);
+      if (wide && !hasHint) {
+        hint = document.createElement("p");
+        hint.className = "bptt-scroll-hint";
+        hint.textContent = "This table is wider than the page: scroll it sideways \u2192";
+        c.parentNode.insertBefore(hint, c);
+        c.setAttribute("tabindex", "0");
+        c.setAttribute("role", "region");
+        c.setAttribute("aria-label", "Table, scrolls sideways");
+      } else if (!wide && hasHint) {
+        hint.remove();
+        c.removeAttribute("role");
+        c.removeAttribute("aria-label");
+      }
+    });
+  }
+  if (document.querySelector(".pst-scrollable-table-container")) {
+    markWideTables();
+    whenTypeset(markWideTables);
+    var pendingTables;
+    window.addEventListener("resize", function () {
+      window.clearTimeout(pendingTables);
+      pendingTables = window.setTimeout(markWideTables, 150);
+    });
+  }
+
   /* Solution toggles: a real name ("Solution to Exercise 3") instead of "Toggle hidden content". */
   function nameToggles() {
     document.querySelectorAll("button.toggle-button").forEach(function (button) {
