@@ -79,3 +79,11 @@ def surrogate(params0, xs, ys, h0, activation, loss, E, mask=None):
         return total / (T * B if mask is None else int(np.sum(mask)))
 
     return f
+
+
+def rel_err(a, b):
+    """‖a − b‖ / max(‖a‖, ‖b‖), over all entries of two arrays or two dicts with the same keys."""
+    if isinstance(a, dict):
+        assert set(a) == set(b)
+        a, b = (np.concatenate([g[k].ravel() for k in sorted(a)]) for g in (a, b))
+    return np.linalg.norm(a - b) / max(np.linalg.norm(a), np.linalg.norm(b), 1e-300)
