@@ -17,21 +17,13 @@ beside each contender's median and fastest time.
 import argparse
 import statistics
 import time
-import tracemalloc
 
 import numpy as np
 
 import bptt_core as bc
+from bench_memory import peak_mib                 # this folder is on sys.path when run as a script
 
 T, B, D, H, Q = 1000, 32, 32, 128, 32
-
-
-def peak_mib(fn):
-    tracemalloc.start()
-    fn()
-    peak = tracemalloc.get_traced_memory()[1]
-    tracemalloc.stop()
-    return peak / 2 ** 20
 
 
 def main():

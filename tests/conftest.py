@@ -4,6 +4,7 @@ The widgets' mode for the whole session (STILL, for nbval) is set by the conftes
 """
 import subprocess
 import sys
+import tracemalloc
 from pathlib import Path
 
 import pytest
@@ -20,3 +21,13 @@ def built_site(tmp_path_factory):
                            "-W", "-n", "--keep-going"], capture_output=True, text=True, timeout=900)
     assert proc.returncode == 0, proc.stdout[-4000:] + proc.stderr[-4000:]
     return out / "_build" / "html"
+
+
+def peak_bytes(fn):
+    """The peak of memory traced by tracemalloc while fn() runs, in bytes."""
+    tracemalloc.start()
+    try:
+        fn()
+        return tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()

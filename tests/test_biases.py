@@ -6,10 +6,10 @@ import numpy as np
 import pytest
 
 import bptt_core as bc
+from test_gradients import make_truncation          # the same T = 5 and the same pairs
 from reference import edge_weights, rel_err, surrogate
 
 T, D, H, Q = 5, 3, 4, 3
-
 
 
 def problem(batch, loss, which=("b_h", "b_q"), seed=0, with_h0=True):
@@ -28,19 +28,6 @@ def problem(batch, loss, which=("b_h", "b_q"), seed=0, with_h0=True):
 
 TRUNCATIONS = [("full", None), ("subsequence", 2), ("sliding", 2), ("sliding", 3), ("tbptt", (2, 3)),
                ("randomized", 0.5)]
-
-
-def make_truncation(kind, arg, seed=11):
-    if kind == "full":
-        return None, edge_weights("full", T)
-    if kind == "subsequence":
-        return bc.Subsequence(arg), edge_weights("subsequence", T, k=arg)
-    if kind == "sliding":
-        return bc.Sliding(arg), edge_weights("sliding", T, k=arg)
-    if kind == "tbptt":
-        return bc.TBPTT(*arg), edge_weights("tbptt", T, k=arg)
-    twin = bc.Randomized(arg, rng=seed).step_weights(T)
-    return bc.Randomized(arg, rng=seed), edge_weights("randomized", T, w=twin)
 
 
 CASES = list(itertools.product(["identity", "tanh"], ["softmax_ce", "mse"], [None, 2],

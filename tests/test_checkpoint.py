@@ -1,13 +1,13 @@
 """Checkpointed BPTT: the exact full gradient (finite differences of the plain loss, and plain `bptt` to
 1e-12) while its peak memory grows like T/c + c, not like T."""
 import itertools
-import tracemalloc
 import warnings
 
 import numpy as np
 import pytest
 
 import bptt_core as bc
+from conftest import peak_bytes
 from reference import rel_err
 
 D, H, Q = 3, 4, 3
@@ -67,14 +67,6 @@ def test_the_carry_between_segments_matters():
     full = bc.bptt(params, xs, ys, h0=h0).grads
     assert rel_err(bc.bptt(params, xs, ys, h0=h0, truncation=bc.Subsequence(5)).grads, full) > 1e-3
     assert rel_err(bc.bptt_checkpointed(params, xs, ys, h0=h0, every=5).grads, full) < 1e-13
-
-
-def peak_bytes(fn):
-    tracemalloc.start()
-    fn()
-    peak = tracemalloc.get_traced_memory()[1]
-    tracemalloc.stop()
-    return peak
 
 
 def test_peak_memory_grows_like_T_over_c_plus_c():

@@ -47,6 +47,8 @@ def make_truncation(kind, arg, seed=11):
         return bc.Subsequence(arg), edge_weights("subsequence", T, k=arg)
     if kind == "sliding":
         return bc.Sliding(arg), edge_weights("sliding", T, k=arg)
+    if kind == "tbptt":
+        return bc.TBPTT(*arg), edge_weights("tbptt", T, k=arg)
     twin = bc.Randomized(arg, rng=seed).step_weights(T)   # the draws bptt will make with the same seed
     return bc.Randomized(arg, rng=seed), edge_weights("randomized", T, w=twin)
 

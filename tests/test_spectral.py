@@ -1,11 +1,11 @@
 """Spectral radius, clipping, Jacobian norms, memory of Subsequence, and overflow in the exploding regime."""
-import tracemalloc
 import warnings
 
 import numpy as np
 import pytest
 
 import bptt_core as bc
+from conftest import peak_bytes
 
 
 def orthogonal(h, seed):
@@ -138,14 +138,6 @@ def test_no_overflow_no_warning():
         warnings.simplefilter("error")
         res = bc.bptt(params, xs, ys, activation="identity", loss="mse")
     assert np.isfinite(res.dL_dh).all()
-
-
-def peak_bytes(fn):
-    tracemalloc.start()
-    fn()
-    peak = tracemalloc.get_traced_memory()[1]
-    tracemalloc.stop()
-    return peak
 
 
 def test_subsequence_memory_does_not_grow_with_T_but_full_does():
