@@ -7,7 +7,7 @@ import pytest
 
 import bptt_core as bc
 from test_gradients import make_truncation          # the same T = 5 and the same pairs
-from reference import edge_weights, rel_err, surrogate
+from reference import rel_err, surrogate
 
 T, D, H, Q = 5, 3, 4, 3
 
