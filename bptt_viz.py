@@ -49,6 +49,29 @@ FRAME_DPI = 90          # a site frame's display size: its figure size at this m
 FRAME_SCALE = 2         # rendered at twice that, so that it is sharp on a 2x (phone, retina) screen
 
 
+TEXT_PX_KEY = "bptt-min-text-px"   # PNG text chunk: the smallest font size in the image, in its pixels
+
+
+def min_text_px(artist, dpi):
+    """The smallest nominal font size of the visible, non-empty text of a figure or an axes (tick
+    labels, labels, titles, legends, annotations), in pixels of an image drawn at `dpi`; None if it
+    has no text. Sub- and superscripts in formulas are set smaller, as in print, and are not counted."""
+    from matplotlib.text import Text
+
+    sizes = [t.get_fontsize() for t in artist.findobj(Text) if t.get_visible() and t.get_text().strip()]
+    return min(sizes) * dpi / 72 if sizes else None
+
+
+def _png_text(min_px):
+    """A PNG text chunk recording `min_px` (see `min_text_px`), which the site's browser test reads to
+    check that figure text is legible as displayed (0 when the figure has no text)."""
+    from PIL.PngImagePlugin import PngInfo
+
+    info = PngInfo()
+    info.add_text(TEXT_PX_KEY, f"{min_px or 0:.2f}")
+    return info
+
+
 def png_base64(fig, dpi=FRAME_SCALE * FRAME_DPI):
     """The figure as base64 PNG text at its own size (not cropped, so all frames of a sweep have the
     same size), rendered at 2x; the figure is closed."""
@@ -222,15 +245,16 @@ def show_panels(fig, *, alts, pad=0.08):
         renderer = fig.canvas.get_renderer()
         whole = Image.fromarray(np.asarray(fig.canvas.buffer_rgba())).convert("RGB")
         boxes = [ax.get_tightbbox(renderer) for ax in panels]
+        text_px = [min_text_px(ax, fig.dpi) for ax in panels]
     finally:
         plt.close(fig)
     margin, height = pad * fig.dpi, whole.height
     images = []
-    for box in boxes:
+    for box, px in zip(boxes, text_px):
         crop = whole.crop((max(0, int(box.x0 - margin)), max(0, int(height - box.y1 - margin)),
                            min(whole.width, int(box.x1 + margin + 1)), min(height, int(height - box.y0 + margin + 1))))
         buf = io.BytesIO()
-        crop.quantize(256, method=Image.Quantize.FASTOCTREE).save(buf, "png")
+        crop.quantize(256, method=Image.Quantize.FASTOCTREE).save(buf, "png", pnginfo=_png_text(px))
         images.append(buf.getvalue())
     folder = _frames_folder(None)
     tags = []
@@ -270,10 +294,11 @@ def _live_png(draw, values, dpi=100):
         fig.set_dpi(dpi)
         fig.canvas.draw()
         image = Image.fromarray(np.asarray(fig.canvas.buffer_rgba())).convert("RGB")
+        text_px = min_text_px(fig, dpi)
     finally:
         plt.close(fig)
     buf = io.BytesIO()
-    image.quantize(64, method=Image.Quantize.FASTOCTREE).save(buf, "png")
+    image.quantize(64, method=Image.Quantize.FASTOCTREE).save(buf, "png", pnginfo=_png_text(text_px))
     return buf.getvalue()
 
 
@@ -492,7 +517,8 @@ class SpectralView:
 
         buf = io.BytesIO()
         image = Image.fromarray(np.asarray(self.figure.canvas.buffer_rgba())).convert("RGB")
-        image.quantize(64, method=Image.Quantize.FASTOCTREE).save(buf, "png")  # a palette: 3× smaller
+        image.quantize(64, method=Image.Quantize.FASTOCTREE).save(         # a palette: 3× smaller
+            buf, "png", pnginfo=_png_text(min_text_px(self.figure, self.figure.dpi)))
         return buf.getvalue()
 
 
@@ -607,15 +633,24 @@ def spectral_widget(view=None):
 
 def _site_figures_at_2x():
     """SITE mode (the book build): every figure a chapter shows is stored at 2x with its 1x size as
-    metadata (matplotlib's "retina" format), so the static site shows it sharp at the usual size.
+    metadata (IPython's "retina" format), so the static site shows it sharp at the usual size, and
+    with its smallest font size recorded in the PNG (`min_text_px`) for the legibility test.
     The committed notebooks (STILL mode) keep the default format."""
     try:
         from IPython import get_ipython
-        from matplotlib_inline.backend_inline import set_matplotlib_formats
+        from IPython.core.pylabtools import retina_figure
+        import matplotlib_inline.backend_inline  # noqa: F401  (sets its own formats on import: first)
     except ImportError:
         return
-    if get_ipython() is not None:
-        set_matplotlib_formats("retina")
+    shell = get_ipython()
+    if shell is None:
+        return
+
+    def retina_with_text_size(fig):
+        return retina_figure(fig, base64=True, bbox_inches="tight",
+                             metadata={TEXT_PX_KEY: f"{min_text_px(fig, 2 * fig.dpi) or 0:.2f}"})
+
+    shell.display_formatter.formatters["image/png"].for_type(Figure, retina_with_text_size)
 
 
 if mode() == "site":

@@ -139,11 +139,15 @@ def _subset_icon_fonts(out):
 
 def _palette_images(folder):
     """Re-encode opaque PNG figures with a 256-colour palette (what matplotlib draws: a few colours and
-    their anti-aliased edges), about 2-3x smaller; kept only where it is smaller."""
+    their anti-aliased edges), about 2-3x smaller; kept only where it is smaller. The smallest text size
+    that bptt_viz records in each figure (a PNG text chunk) is kept; the browser test reads it."""
     import io
 
     import numpy as np
     from PIL import Image
+    from PIL.PngImagePlugin import PngInfo
+
+    import bptt_viz
 
     for png in folder.glob("*.png"):
         with Image.open(png) as image:
@@ -152,8 +156,12 @@ def _palette_images(folder):
             continue
         if image.mode in ("RGBA", "LA") and np.asarray(image.getchannel("A")).min() < 255:
             continue                                    # transparency: leave as it is
+        info = PngInfo()
+        if bptt_viz.TEXT_PX_KEY in image.text:
+            info.add_text(bptt_viz.TEXT_PX_KEY, image.text[bptt_viz.TEXT_PX_KEY])
         buf = io.BytesIO()
-        image.convert("RGB").quantize(256, method=Image.Quantize.FASTOCTREE).save(buf, "png", optimize=True)
+        image.convert("RGB").quantize(256, method=Image.Quantize.FASTOCTREE).save(buf, "png", optimize=True,
+                                                                                  pnginfo=info)
         if buf.tell() < png.stat().st_size:
             png.write_bytes(buf.getvalue())
 

@@ -2,6 +2,7 @@
 
 The widgets' mode for the whole session (STILL, for nbval) is set by the conftest.py at the root.
 """
+import os
 import subprocess
 import sys
 import tracemalloc
@@ -15,7 +16,10 @@ JUPYTER_BOOK = Path(sys.executable).with_name("jupyter-book")
 
 @pytest.fixture(scope="session")
 def built_site(tmp_path_factory):
-    """Build the book with -W -n --keep-going (any warning fails) and fresh execution; return html dir."""
+    """Build the book with -W -n --keep-going (any warning fails) and fresh execution; return html dir.
+    While working on the site tests, BPTT_BUILT_SITE=<html dir> reuses a finished build instead."""
+    if os.environ.get("BPTT_BUILT_SITE"):
+        return Path(os.environ["BPTT_BUILT_SITE"])
     out = tmp_path_factory.mktemp("book")
     proc = subprocess.run([str(JUPYTER_BOOK), "build", str(ROOT), "--path-output", str(out),
                            "-W", "-n", "--keep-going"], capture_output=True, text=True, timeout=900)

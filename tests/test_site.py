@@ -215,6 +215,57 @@ def test_every_image_has_alt_text_that_describes_it(built_site, path):
         assert not re.search(r"\.(png|jpe?g|svg)$", text) and len(text.split()) >= 2, f"alt text is {text!r}"
 
 
+MIN_TEXT_PX = 9
+
+
+def recorded_text_px(file):
+    """(width in pixels, smallest font size in pixels) of a figure PNG, as bptt_viz recorded it at build
+    time (bptt_viz.TEXT_PX_KEY); the size is None when the PNG has no record."""
+    from PIL import Image
+
+    import bptt_viz
+
+    with Image.open(file) as image:
+        text = image.text                      # reads every chunk
+        size = text.get(bptt_viz.TEXT_PX_KEY)
+        return image.size[0], None if size is None else float(size)
+
+
+@pytest.mark.parametrize("size", list(WIDTHS))
+@pytest.mark.parametrize("path", chapter_pages())
+def test_figure_text_is_at_least_9_px_as_displayed(browser, server, built_site, path, size):
+    """Every figure's smallest text (tick labels, legends, titles; bptt_viz records it in each PNG at
+    build time) is at least 9 CSS pixels as the figure is displayed, solutions opened, at 1280 px and
+    on a 390 px phone, where wide figures shrink to the column. For a slider, every frame counts."""
+    with Visit(browser, server, path, width=WIDTHS[size]) as visit:
+        page = visit.page
+        page.evaluate("() => document.querySelectorAll('div.solution button.toggle-button').forEach(b => b.click())")
+        page.wait_for_timeout(300)
+        shown = page.evaluate("""() => Array.from(document.querySelectorAll('main img'))
+            .filter(i => i.getClientRects().length > 0)
+            .map(i => ({path: decodeURIComponent(new URL(i.src).pathname), width: i.getBoundingClientRect().width,
+                        frames: i.closest('figure.bptt-sweep') ? JSON.parse(i.closest('figure.bptt-sweep').dataset.frames) : null}))""")
+    if "image/png" not in (ROOT / path.replace(".html", ".ipynb")).read_text():
+        assert shown == []
+        return
+    assert shown, "the chapter's figures are not on the page"
+    smallest, too_small = {}, []
+    for image in shown:
+        files = [built_site / "_frames" / f for f in image["frames"]] if image["frames"] else \
+            [built_site / image["path"].lstrip("/")]
+        for file in files:
+            width_px, text_px = recorded_text_px(file)
+            assert text_px is not None, f"{file.name}: a figure PNG without its text size recorded"
+            if text_px == 0:                  # a figure without text
+                continue
+            displayed = text_px * image["width"] / width_px
+            smallest[file.name] = round(displayed, 1)
+            if displayed < MIN_TEXT_PX:
+                too_small.append(f"{file.name}: {displayed:.1f} px")
+    print(path, size, "smallest text as displayed:", min(smallest.values(), default=None), "px")
+    assert too_small == [], f"figure text under {MIN_TEXT_PX} px at {WIDTHS[size]} px: {too_small}"
+
+
 @pytest.mark.parametrize("size", list(WIDTHS))
 def test_navigation_drawers_open_from_the_visible_buttons(browser, server, size):
     """☰ opens the book's table of contents and the contents button this page's outline (drawers on
