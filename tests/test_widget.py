@@ -291,3 +291,31 @@ def test_still_spectral_widget_is_the_start_frame(view, monkeypatch, shown):
     fresh = bv.SpectralView()
     fresh.update(rho=1.0, T=200, activation="identity", kind="normal")
     assert base64.b64decode(shown[0]["image/png"]) == fresh.png()
+
+
+def test_min_text_px_is_the_smallest_visible_text_and_every_png_records_it(tmp_path, monkeypatch):
+    """The legibility record the site test reads: 8 pt at 180 dpi is 20 px; a hidden or empty text does
+    not count; sweep frames and the spectral view carry it in their PNG."""
+    def draw(x=1):
+        fig, ax = plt.subplots(figsize=(3, 2))
+        ax.plot([0, x])
+        ax.tick_params(labelsize=11)
+        ax.set_title("a title", fontsize=8)
+        ax.set_xlabel("x", fontsize=12)
+        ax.text(0, 0, "hidden", fontsize=4).set_visible(False)
+        ax.text(0, 0, "  ", fontsize=3)
+        return fig
+
+    fig = draw()
+    assert bv.min_text_px(fig, 180) == pytest.approx(8 * 180 / 72)
+    assert bv.min_text_px(fig.axes[0], 72) == pytest.approx(8)
+    plt.close(fig)
+    empty = plt.figure()
+    assert bv.min_text_px(empty, 100) is None
+    plt.close(empty)
+    with Image.open(io.BytesIO(bv._frame(draw, {"x": 2}))) as frame:
+        assert float(frame.text[bv.TEXT_PX_KEY]) == pytest.approx(8 * bv.FRAME_SCALE * bv.FRAME_DPI / 72, abs=0.01)
+    view = bv.SpectralView(h=8, d=2, T_max=20)
+    view.update(rho=1.0, T=20)
+    with Image.open(io.BytesIO(view.png())) as image:
+        assert float(image.text[bv.TEXT_PX_KEY]) == pytest.approx(bv.min_text_px(view.figure, view.figure.dpi), abs=0.01)
