@@ -1,6 +1,6 @@
 # Two commands do everything on a fresh machine (see README.md):
 #   make book   set up .venv and build the book into _build/html
-#   make test   set up .venv (and Debian's chromium for the browser tests), then run every test
+#   make test   build the book as `make book` does (and get Debian's chromium), then run every test on it
 PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
@@ -14,9 +14,10 @@ $(STAMP): requirements.txt requirements-dev.txt pyproject.toml
 	$(BIN)/pip install --quiet -r requirements-dev.txt -e .
 	touch $@
 
-vendor:
+vendor: $(STAMP)
 	bash tools/vendor_mathjax.sh
 	bash tools/vendor_axe.sh
+	$(BIN)/python tools/vendor_pyodide.py   # Pyodide and wheels for JupyterLite, cached in ~/.cache/bptt-book
 
 book: $(STAMP) vendor
 	$(BIN)/jupyter-book build . -W -n --keep-going
@@ -24,8 +25,10 @@ book: $(STAMP) vendor
 chromium:
 	@command -v chromium >/dev/null || (apt-get update -qq && apt-get install -y -qq chromium >/dev/null)
 
-test: $(STAMP) vendor chromium
-	$(BIN)/python -m pytest
+# The tests check the book that `make book` just built (BPTT_BUILT_SITE), on two workers: one file's
+# tests (a notebook's cells) stay together on one worker, in order.
+test: book chromium
+	BPTT_BUILT_SITE=$(CURDIR)/_build/html $(BIN)/python -m pytest -n 2 --dist loadfile --durations=25
 
 clean:
 	rm -rf _build _vendor $(VENV)

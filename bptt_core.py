@@ -1229,3 +1229,129 @@ def jacobian_norms(params, xs, *, h0=None, activation="tanh"):
     +inf from the step where the product overflowed."""
     J = _jacobian_steps(params, xs, h0, activation)
     return _product_norms(J[::-1], "dh_T/dh_t")[::-1]           # J_T, J_T J_{T-1}, ...
+
+
+# --- Issue 14: frameworks, padding and memory ---
+# Variable-length sequences in one batch: padding, and the two ways of normalising the loss
+# (chapter "Frameworks, padding and memory").
+
+__all__ += ["pad_batch", "loss_weights", "bptt_per_sequence", "per_sequence_loss"]
+
+
+def pad_batch(xs_list, ys_list, *, side="post"):
+    """Pad B sequences of lengths T_1..T_B into one batch: (xs (T, B, d), ys, mask (T, B)), T = max T_b.
+
+    `xs_list[b]` has shape (T_b, d); `ys_list[b]` is (T_b,) integer labels (softmax_ce) or (T_b, q)
+    targets (mse). Padded inputs are zeros, padded labels 0 (targets zeros); `mask` is True at the
+    real steps, so ``bptt(..., mask=mask)`` gives the padded steps no loss. side="post" puts the
+    padding after each sequence, side="pre" before it.
+    """
+    side = _check_choice("side", side, ("post", "pre"))
+    if not isinstance(xs_list, (list, tuple)) or not isinstance(ys_list, (list, tuple)) or not xs_list \
+            or len(xs_list) != len(ys_list):
+        got = (f"{len(xs_list)} inputs and {len(ys_list)} label arrays"
+               if isinstance(xs_list, (list, tuple)) and isinstance(ys_list, (list, tuple))
+               else f"{type(xs_list).__name__} and {type(ys_list).__name__}")
+        _fail("xs_list, ys_list", "two non-empty lists of the same length (one entry per sequence)", got)
+    xs_list = [_float_array(f"xs_list[{b}]", x) for b, x in enumerate(xs_list)]
+    d = xs_list[0].shape[-1] if xs_list[0].ndim == 2 else None
+    for b, x in enumerate(xs_list):
+        if x.ndim != 2 or x.shape[0] < 1 or x.shape[1] != d or d == 0:
+            _fail(f"xs_list[{b}]", f"shape (T_b, d) with T_b >= 1 and d = {d} (from xs_list[0])", f"shape {x.shape}")
+    ys_list = [np.asarray(y) for y in ys_list]
+    tail = ys_list[0].shape[1:]
+    for b, (x, y) in enumerate(zip(xs_list, ys_list)):
+        if y.shape != (len(x),) + tail or y.ndim > 2 or (y.ndim == 1 and y.dtype.kind not in "iu"):
+            _fail(f"ys_list[{b}]", f"integer labels of shape ({len(x)},) or targets of shape ({len(x)}, q)"
+                  f" like ys_list[0]", f"shape {y.shape}, dtype {y.dtype}")
+    T, B = max(len(x) for x in xs_list), len(xs_list)
+    xs = np.zeros((T, B, d))
+    ys = np.zeros((T, B) + tail, dtype=np.intp if not tail else np.float64)
+    mask = np.zeros((T, B), dtype=bool)
+    for b, (x, y) in enumerate(zip(xs_list, ys_list)):
+        steps = slice(0, len(x)) if side == "post" else slice(T - len(x), T)
+        xs[steps, b], ys[steps, b], mask[steps, b] = x, y, True
+    return xs, ys, mask
+
+
+def _check_batch_mask(xs, mask):
+    """xs of shape (T, B, d); mask boolean (T, B) with at least one True in every column."""
+    xs = np.asarray(xs)
+    if xs.ndim != 3:
+        _fail("xs", "a padded batch of shape (T, B, d)", f"shape {xs.shape}")
+    mask = np.asarray(mask)
+    if mask.dtype != bool or mask.shape != xs.shape[:2]:
+        _fail("mask", f"a boolean array of shape {xs.shape[:2]} (xs's (T, B))", f"dtype {mask.dtype}, shape {mask.shape}")
+    empty = np.flatnonzero(~mask.any(axis=0))
+    if empty.size:
+        _fail("mask", "at least one True in every column (a sequence with no step has no mean loss)",
+              f"no True in column(s) {empty.tolist()}")
+    return mask
+
+
+def loss_weights(mask, per="token"):
+    """The weight w_tb with which each step's loss enters L = Σ_t Σ_b w_tb l(o_tb, y_tb) (0 where mask is False).
+
+    per="token": w_tb = 1 / Σ m (every real step counts the same; what ``bptt(..., mask=mask)`` minimises).
+    per="sequence": w_tb = 1 / (B · T_b), T_b = Σ_t m_tb (each sequence's mean loss, averaged over the
+    batch; what `bptt_per_sequence` minimises): the steps of a short sequence weigh more.
+    Both sum to 1.
+    """
+    per = _check_choice("per", per, ("token", "sequence"))
+    mask = np.asarray(mask)
+    if mask.dtype != bool or mask.ndim != 2:
+        _fail("mask", "a boolean array of shape (T, B)", f"dtype {mask.dtype}, shape {mask.shape}")
+    mask = _check_batch_mask(np.empty(mask.shape + (1,)), mask)
+    if per == "token":
+        return mask / mask.sum()
+    return mask / (mask.shape[1] * mask.sum(axis=0))
+
+
+def bptt_per_sequence(params, xs, ys, mask, *, activation="tanh", loss="softmax_ce", h0=None, truncation=None):
+    """Per-sequence normalisation: L = 1/B Σ_b (1/T_b) Σ_t m_tb l(o_tb, y_tb), T_b = Σ_t m_tb, and its
+    gradient, for a padded batch xs (T, B, d) with mask (T, B) (see `pad_batch`).
+
+    ``bptt(params, xs, ys, mask=mask)`` is the per-token mean, 1/(Σ m) Σ m l: the two weigh the steps
+    differently (`loss_weights`). This one is computed as one `bptt` per sequence (column b, with its
+    own mask), the results averaged over b. Returns a `Gradient` whose dL_dh (T, B, h) holds
+    dL/dh_tb of this L. Other arguments as for `bptt` (h0 of shape (B, h); a Randomized truncation
+    draws afresh for every sequence).
+    """
+    p, xs, ys, h0, activation, loss = _check_problem(params, xs, ys, h0, activation, loss)
+    mask = _check_batch_mask(xs, mask)
+    B = xs.shape[1]
+    grads = {name: np.zeros_like(p[name]) for name in p}
+    dL_dh = np.empty(xs.shape[:2] + (p["W_hh"].shape[0],))
+    total = 0.0
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always", BPTTOverflowWarning)
+        for b in range(B):
+            res = bptt(p, xs[:, b], ys[:, b], activation=activation, loss=loss, h0=h0[b], truncation=truncation,
+                       mask=mask[:, b])
+            with np.errstate(all="ignore"):      # overflowed sequences: inf - inf gives NaN, made +inf below
+                total += res.loss / B
+                for name in grads:
+                    grads[name] += res.grads[name] / B
+                dL_dh[:, b] = res.dL_dh / B
+    for g in (*grads.values(), dL_dh):
+        g[np.isnan(g)] = np.inf
+    over = [w for w in caught if issubclass(w.category, BPTTOverflowWarning)]
+    for w in caught:                          # anything else passes through unchanged
+        if w not in over:
+            warnings.warn(w.message, w.category, stacklevel=2)
+    if over:                                  # one warning per call, as bptt gives
+        warnings.warn(f"bptt_per_sequence: {over[0].message}", BPTTOverflowWarning, stacklevel=2)
+    return Gradient(float(total), grads, dL_dh)
+
+
+def per_sequence_loss(params, xs, ys, mask, *, activation="tanh", loss="softmax_ce", h0=None):
+    """L = 1/B Σ_b (1/T_b) Σ_t m_tb l(o_tb, y_tb): the objective of `bptt_per_sequence` (for finite differences)."""
+    fw = forward(params, xs, h0, activation)
+    loss = _check_choice("loss", loss, LOSSES)
+    ys = _check_ys(ys, loss, np.shape(xs), fw.os.shape[-1])
+    w = loss_weights(_check_batch_mask(xs, mask), per="sequence")
+    with np.errstate(all="ignore"):
+        if loss == "mse":
+            return float(np.sum(w * 0.5 * np.sum((fw.os - ys) ** 2, axis=-1)))
+        total, _ = _softmax_ce(fw.os, ys, w)
+    return total

@@ -1,4 +1,4 @@
-"""Shared fixtures: the book is built once per test session, the way `make book` builds it.
+"""Shared fixtures: the book is built once per test session (or by `make book` before `make test`).
 
 The widgets' mode for the whole session (STILL, for nbval) is set by the conftest.py at the root.
 """
@@ -17,7 +17,8 @@ JUPYTER_BOOK = Path(sys.executable).with_name("jupyter-book")
 @pytest.fixture(scope="session")
 def built_site(tmp_path_factory):
     """Build the book with -W -n --keep-going (any warning fails) and fresh execution; return html dir.
-    While working on the site tests, BPTT_BUILT_SITE=<html dir> reuses a finished build instead."""
+    With BPTT_BUILT_SITE=<html dir>, test that finished build instead: `make test` sets it to the build
+    `make book` has just made the same way (and stops if that build warns)."""
     if os.environ.get("BPTT_BUILT_SITE"):
         return Path(os.environ["BPTT_BUILT_SITE"])
     out = tmp_path_factory.mktemp("book")

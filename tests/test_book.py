@@ -107,3 +107,16 @@ def test_multi_panel_figures_become_separate_images_on_the_site(tmp_path, monkey
     assert html.startswith('<div class="bptt-panels">') and html.count("<img") == 2
     assert 'alt="A rising line."' in html and 'alt="A line on a log axis."' in html
     assert len(list(tmp_path.iterdir())) == 2
+
+
+def test_the_readme_core_in_one_screen_runs():
+    """The README's "bptt_core in one screen" is code a reader copies: it must run as written (given two
+    short sequences for the padding lines)."""
+    import numpy as np
+
+    readme = (ROOT / "README.md").read_text()
+    code = re.search(r"## `bptt_core` in one screen\n\n```python\n(.*?)```", readme, re.S).group(1)
+    given = {"list_of_xs": [np.ones((5, 3)), np.ones((3, 3))], "list_of_ys": [np.zeros(5, int), np.zeros(3, int)]}
+    namespace = dict(given)
+    exec(compile(code, "README.md", "exec"), namespace)
+    assert namespace["res"].grads["W_hh"].shape == (8, 8) and namespace["mask"].shape == (5, 2)

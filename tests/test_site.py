@@ -255,7 +255,7 @@ def test_figure_text_is_at_least_9_px_as_displayed(browser, server, built_site, 
             [built_site / image["path"].lstrip("/")]
         for file in files:
             width_px, text_px = recorded_text_px(file)
-            assert text_px is not None, f"{file.name}: a figure PNG without its text size recorded"
+            assert text_px is not None, f"{file.name}: a figure PNG without its text size recorded (does the chapter import bptt_viz?)"
             if text_px == 0:                  # a figure without text
                 continue
             displayed = text_px * image["width"] / width_px
