@@ -19,8 +19,9 @@ vendor: $(STAMP)
 	bash tools/vendor_axe.sh
 	$(BIN)/python tools/vendor_pyodide.py   # Pyodide and wheels for JupyterLite, cached in ~/.cache/bptt-book
 
+# --all: every page is rebuilt and re-executed (an incremental build would not notice an edited bptt_core.py).
 book: $(STAMP) vendor
-	$(BIN)/jupyter-book build . -W -n --keep-going
+	$(BIN)/jupyter-book build . --all -W -n --keep-going
 
 chromium:
 	@command -v chromium >/dev/null || (apt-get update -qq && apt-get install -y -qq chromium >/dev/null)

@@ -176,7 +176,26 @@ JS_IMAGE_BYTES = """async ([boxIndex]) => {
 }"""
 
 
-class Reader:
+class LabPage:
+    """What a reader does with a JupyterLab page, here and in the site's JupyterLite
+    (tests/test_lite.py): read its state with `js_state` and wait until a predicate on it holds."""
+
+    js_state = JS_STATE
+
+    def state(self):
+        return self.page.evaluate(self.js_state)
+
+    def wait(self, predicate, timeout, what):
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            st = self.state()
+            if st is not None and predicate(st):
+                return st
+            time.sleep(0.25)
+        raise AssertionError(f"timed out ({timeout} s) waiting for {what}; last state {self.state()}")
+
+
+class Reader(LabPage):
     """A reader in Chromium: one page, one JupyterLab."""
 
     def __init__(self, playwright, lab, artifacts):
@@ -189,17 +208,6 @@ class Reader:
     def close(self):
         self.browser.close()
 
-    def state(self):
-        return self.page.evaluate(JS_STATE)
-
-    def wait(self, predicate, timeout, what):
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            st = self.state()
-            if st is not None and predicate(st):
-                return st
-            time.sleep(0.25)
-        raise AssertionError(f"timed out ({timeout} s) waiting for {what}; last state {self.state()}")
 
     def open(self, chapter, workspace):
         """Open chapters/<chapter> in a fresh workspace; wait until its kernel is idle."""

@@ -36,3 +36,18 @@ def peak_bytes(fn):
         return tracemalloc.get_traced_memory()[1]
     finally:
         tracemalloc.stop()
+
+
+def bytes_received(responses):
+    """Bytes the browser received for these playwright responses, bodies and headers (a file served
+    from the browser's cache was not received and counts 0)."""
+    from playwright.sync_api import Error
+
+    total = 0
+    for r in responses:
+        try:
+            sizes = r.request.sizes()
+        except Error:
+            continue
+        total += sizes["responseBodySize"] + sizes["responseHeadersSize"]
+    return total

@@ -18,7 +18,8 @@ from urllib.parse import urlparse
 
 import pytest
 
-from conftest import ROOT
+import binder_lab as bl
+from conftest import ROOT, bytes_received
 
 playwright_api = pytest.importorskip("playwright.sync_api", reason="playwright is in requirements-dev.txt")
 SHOTS = ROOT / "test-artifacts" / "lite"
@@ -106,8 +107,10 @@ def browser(chromium):
     b.close()
 
 
-class Reader:
+class Reader(bl.LabPage):
     """One browser context: every request recorded, other hosts refused, console errors kept."""
+
+    js_state = JS_STATE
 
     def __init__(self, browser, site, width=1280, context=None):
         self.site, self.host = site, urlparse(site).netloc
@@ -131,17 +134,6 @@ class Reader:
         self.page = page
         return page
 
-    def state(self):
-        return self.page.evaluate(JS_STATE)
-
-    def wait(self, predicate, timeout, what):
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            st = self.state()
-            if st is not None and predicate(st):
-                return st
-            time.sleep(0.25)
-        raise AssertionError(f"timed out ({timeout} s) waiting for {what}; last state {self.state()}")
 
     def wait_open(self, chapter, timeout=180):
         return self.wait(lambda s: s["path"] == f"chapters/{chapter}.ipynb" and s["ready"] and s["kernel"] == "idle",
@@ -168,14 +160,7 @@ class Reader:
 
     def transferred(self):
         """Bytes received since the last call (bodies and headers; a file from the cache is not received)."""
-        total = 0
-        for r in self.responses:
-            try:
-                sizes = r.request.sizes()
-            except playwright_api.Error:
-                continue
-            total += sizes["responseBodySize"] + sizes["responseHeadersSize"]
-        self.responses = []
+        total, self.responses = bytes_received(self.responses), []
         return total
 
     def close(self):

@@ -18,7 +18,7 @@ from urllib.parse import urlparse
 
 import pytest
 
-from conftest import ROOT
+from conftest import ROOT, bytes_received
 
 playwright_api = pytest.importorskip("playwright.sync_api", reason="playwright is in requirements-dev.txt")
 SHOTS = ROOT / "test-artifacts" / "screenshots"
@@ -92,14 +92,7 @@ class Visit:
 
     def transferred(self):
         """Bytes received since the last call (bodies and headers; a cached file is not received)."""
-        total = 0
-        for r in self.responses:
-            try:
-                sizes = r.request.sizes()
-            except playwright_api.Error:
-                continue
-            total += sizes["responseBodySize"] + sizes["responseHeadersSize"]
-        self.responses = []
+        total, self.responses = bytes_received(self.responses), []
         return total
 
     def __enter__(self):
