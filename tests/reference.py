@@ -12,6 +12,8 @@ reference to the core's backward code.
 """
 import numpy as np
 
+import bptt_core as bc
+
 
 def run_states(params, xs, h0, activation):
     """Plain loop: h_t = φ(W_hx x_t + W_hh h_{t-1})."""
@@ -87,3 +89,17 @@ def rel_err(a, b):
         assert set(a) == set(b)
         a, b = (np.concatenate([g[k].ravel() for k in sorted(a)]) for g in (a, b))
     return np.linalg.norm(a - b) / max(np.linalg.norm(a), np.linalg.norm(b), 1e-300)
+
+
+def problem(T, batch, loss="softmax_ce", seed=0, biases=False, d=3, h=4, q=3, rho=0.95):
+    """A random problem for the core tests: params (with biases if asked), xs of shape (T, [batch,] d),
+    an initial state h0 and targets ys (labels for softmax_ce, vectors for mse)."""
+    rng = np.random.default_rng(seed)
+    params = bc.random_params(d, h, q, rho=rho, seed=seed)
+    if biases:
+        params["b_h"], params["b_q"] = rng.normal(scale=0.3, size=h), rng.normal(scale=0.3, size=q)
+    lead = (T,) if batch is None else (T, batch)
+    xs = rng.normal(size=lead + (d,))
+    h0 = rng.normal(scale=0.5, size=lead[1:] + (h,))
+    ys = rng.integers(0, q, size=lead) if loss == "softmax_ce" else rng.normal(size=lead + (q,))
+    return params, xs, ys, h0

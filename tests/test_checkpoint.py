@@ -8,22 +8,9 @@ import pytest
 
 import bptt_core as bc
 from conftest import peak_bytes
-from reference import rel_err
-
-D, H, Q = 3, 4, 3
+from reference import problem, rel_err
 
 
-
-def problem(T, batch, loss, seed=0, biases=False, d=D, h=H, q=Q, rho=0.95):
-    rng = np.random.default_rng(seed)
-    params = bc.random_params(d, h, q, rho=rho, seed=seed)
-    if biases:
-        params["b_h"], params["b_q"] = rng.normal(scale=0.3, size=h), rng.normal(scale=0.3, size=q)
-    lead = (T,) if batch is None else (T, batch)
-    xs = rng.normal(size=lead + (d,))
-    h0 = rng.normal(scale=0.5, size=lead[1:] + (h,))
-    ys = rng.integers(0, q, size=lead) if loss == "softmax_ce" else rng.normal(size=lead + (q,))
-    return params, xs, ys, h0
 
 
 CASES = list(itertools.product([None, 2], ["softmax_ce", "mse"], ["tanh", "identity"], [False, True]))

@@ -6,19 +6,15 @@ import numpy as np
 import pytest
 
 import bptt_core as bc
+from reference import problem
 
 D, H, Q = 3, 5, 3
 TINY = 1e-300               # a learning rate that leaves every parameter bit-for-bit unchanged
 
 
 def stream(N, batch, seed=0, biases=False, rho=0.9):
-    rng = np.random.default_rng(seed)
-    params = bc.random_params(D, H, Q, rho=rho, seed=seed)
-    if biases:
-        params["b_h"], params["b_q"] = rng.normal(scale=0.3, size=H), rng.normal(scale=0.3, size=Q)
-    lead = (N,) if batch is None else (N, batch)
-    xs = rng.normal(size=lead + (D,))
-    ys = rng.integers(0, Q, size=lead)
+    """A random stream of N steps (labels as targets); the initial state is not used here."""
+    params, xs, ys, _ = problem(N, batch, "softmax_ce", seed, biases, D, H, Q, rho)
     return params, xs, ys
 
 

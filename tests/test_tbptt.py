@@ -7,22 +7,9 @@ import numpy as np
 import pytest
 
 import bptt_core as bc
-from reference import edge_weights, rel_err, surrogate
-
-D, H, Q = 3, 4, 3
+from reference import edge_weights, problem, rel_err, surrogate
 
 
-
-def problem(T, batch, loss, seed=0, biases=False):
-    rng = np.random.default_rng(seed)
-    params = bc.random_params(D, H, Q, rho=0.95, seed=seed)
-    if biases:
-        params["b_h"], params["b_q"] = rng.normal(scale=0.3, size=H), rng.normal(scale=0.3, size=Q)
-    lead = (T,) if batch is None else (T, batch)
-    xs = rng.normal(size=lead + (D,))
-    h0 = rng.normal(scale=0.5, size=lead[1:] + (H,))
-    ys = rng.integers(0, Q, size=lead) if loss == "softmax_ce" else rng.normal(size=lead + (Q,))
-    return params, xs, ys, h0
 
 
 K = [(1, 1), (1, 3), (2, 2), (2, 3), (2, 5), (3, 4), (3, 7), (4, 6), (7, 7), (3, 20)]
